@@ -1,0 +1,392 @@
+"""IFI-RNN (Nah, Son, Lee, CVPR 2019): Flax cells driven by pure-JAX recurrences.
+
+The cells are Flax modules used as pure functions (`Cell.apply(params, ..., method=...)`);
+the recurrence over frames is a `jax.lax.scan`, and the intra-frame iterations are a
+fixed-length loop (masked by the straight-through Gumbel gate when training "-reg"
+models). F_B and F_L do not feed the recurrence, so they run once per frame, batched
+over the whole clip outside the sequential scan; only F_R and F_h are sequential.
+See ../shared/spec/ARCHITECTURE.md (the contract) and README "Architecture".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ifirnn_jax.layers import Conv, ConvTranspose, ResBlock
+
+Array = jax.Array
+Params = dict[str, Any]
+
+GATE_MODES = (None, "gumbel", "greedy")
+
+
+class Cell(nn.Module):
+  """One IFI-RNN cell: F_B (blur features), F_R (fusion), F_h (hidden), optional F_L."""
+
+  n1: int = 20
+  n2: int = 40
+  n3: int = 60
+  nh: int = 20
+  num_resblocks: int = 6
+  with_latent: bool = True
+
+  def setup(self):
+    fused = self.n3 + self.nh
+    self.F_B = [Conv(self.n1, 5), Conv(self.n2, 5, stride=2), Conv(self.n3, 5, stride=2)]
+    self.F_R = [ResBlock(fused) for _ in range(self.num_resblocks)]
+    self.F_h = [Conv(self.nh, 3), ResBlock(self.nh), Conv(self.nh, 3)]
+    if self.with_latent:
+      self.F_L = [ConvTranspose(self.n2), ConvTranspose(self.n1), Conv(3, 5)]
+
+  def blur_features(self, frames: Array) -> Array:
+    """F_B: frames [N, H, W, 3] -> blur_features [N, H/4, W/4, n3]."""
+    x = frames
+    for conv in self.F_B:
+      x = nn.relu(conv(x))
+    return x
+
+  def fuse(self, blur_features: Array, hidden: Array) -> Array:
+    """F_R: concat(f_B, h) [N, H/4, W/4, n3 + nh] through the ResBlocks."""
+    x = jnp.concatenate([blur_features, hidden], axis=-1)
+    for block in self.F_R:
+      x = block(x)
+    return x
+
+  def next_hidden(self, fused: Array) -> Array:
+    """F_h: fused [N, H/4, W/4, n3 + nh] -> hidden [N, H/4, W/4, nh]."""
+    x = self.F_h[0](fused)
+    x = self.F_h[1](x)
+    return self.F_h[2](x)
+
+  def latent_residual(self, fused: Array) -> Array:
+    """F_L: fused [N, H/4, W/4, n3 + nh] -> residual frame [N, H, W, 3]."""
+    x = nn.relu(self.F_L[0](fused))
+    x = nn.relu(self.F_L[1](x))
+    return self.F_L[2](x)
+
+  def __call__(self, frames: Array, hidden: Array) -> Array:
+    """Touches every layer once (used only to initialise the parameters)."""
+    fused = self.fuse(self.blur_features(frames), hidden)
+    new_hidden = self.next_hidden(fused)
+    return self.latent_residual(fused) if self.with_latent else new_hidden
+
+
+class Gate(nn.Module):
+  """g(h): global average pool of h -> Dense(16) -> ReLU -> Dense(2): logits [stop, continue]."""
+
+  hidden_units: int = 16
+
+  @nn.compact
+  def __call__(self, hidden: Array) -> Array:
+    pooled = jnp.mean(hidden, axis=(-3, -2))
+    x = nn.relu(nn.Dense(self.hidden_units, name="fc1")(pooled))
+    return nn.Dense(2, name="fc2")(x)
+
+
+def straight_through_gumbel(key: Array, logits: Array, temperature: float = 1.0) -> Array:
+  """Hard one-hot sample forward, Gumbel-softmax gradient backward. logits [B, 2] -> [B, 2].
+
+  Written `hard + (soft - stop_gradient(soft))` so the forward value is exactly 0 or 1.
+  """
+  gumbel = jax.random.gumbel(key, logits.shape, logits.dtype)
+  soft = jax.nn.softmax((logits + gumbel) / temperature, axis=-1)
+  hard = jax.nn.one_hot(jnp.argmax(soft, axis=-1), logits.shape[-1], dtype=soft.dtype)
+  return hard + (soft - jax.lax.stop_gradient(soft))
+
+
+class GateTrace(NamedTuple):
+  """What the gate did, for L_reg and the iteration statistics.
+
+  gate_values: [T, N-1, B] straight-through g_t^i (exactly 0/1 forward) for decisions i = 2..N.
+  still_iterating: [T, N-1, B] m_{i-1}: 1 where the sample was still iterating at that decision.
+  iterations: [T, B] number of iterations that ran for each frame and sample.
+  """
+
+  gate_values: Array
+  still_iterating: Array
+  iterations: Array
+
+
+def _pad_amount(size: int) -> int:
+  return (-size) % 4
+
+
+def pad_to_multiple_of_4(frames: Array) -> Array:
+  """Reflect-pads the bottom and right of [..., H, W, 3] so H and W are multiples of 4."""
+  ph, pw = _pad_amount(frames.shape[-3]), _pad_amount(frames.shape[-2])
+  if ph == 0 and pw == 0:
+    return frames
+  pads = [(0, 0)] * (frames.ndim - 3) + [(0, ph), (0, pw), (0, 0)]
+  return jnp.pad(frames, pads, mode="reflect")
+
+
+@dataclasses.dataclass(frozen=True)
+class IFIRNN:
+  """The IFI-RNN video deblurring network of the spec (C1HN / C2HN, optional gate).
+
+  Attributes:
+    cells: 1 (C1: one cell with F_L) or 2 (C2: cell 1 without F_L, cell 2 with it).
+    iterations: N, intra-frame iterations of the (last) cell; any N >= 1 at run time.
+    n1, n2, n3: F_B widths at full, 1/2 and 1/4 resolution.
+    nh: hidden-state channels (at 1/4 resolution).
+    num_resblocks: ResBlocks in F_R.
+    gated: has the "-reg" gate (trained with the stochastic gate; removed at inference).
+    gate_hidden: width of the gate's hidden Dense layer.
+    residual_output: L_t = B_t + F_L(f_R) (global residual).
+    scan_unroll: `lax.scan` unroll factor over frames (XLA:CPU backward is much faster
+      unrolled, PERFORMANCE.md); an int >= 1, or True for fully unrolled.
+    remat: rematerialise each frame step in the backward pass (bounds training memory).
+    compute_dtype: 'float32' or 'bfloat16' (activations and weights in the forward pass;
+      parameters stay float32).
+  """
+
+  cells: int = 2
+  iterations: int = 3
+  n1: int = 20
+  n2: int = 40
+  n3: int = 60
+  nh: int = 20
+  num_resblocks: int = 6
+  gated: bool = False
+  gate_hidden: int = 16
+  residual_output: bool = True
+  scan_unroll: int | bool = 1
+  remat: bool = False
+  compute_dtype: str = "float32"
+
+  def __post_init__(self):
+    if self.cells not in (1, 2):
+      raise ValueError(f"cells must be 1 or 2 (C1 or C2), got {self.cells!r}")
+    _check_count("iterations", self.iterations)
+    for name in ("n1", "n2", "n3", "nh", "gate_hidden"):
+      _check_count(name, getattr(self, name))
+    if not isinstance(self.num_resblocks, int) or self.num_resblocks < 0:
+      raise ValueError(f"num_resblocks must be an integer >= 0, got {self.num_resblocks!r}")
+    if self.compute_dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}")
+
+  # ----------------------------------------------------------------- structure
+  @property
+  def name(self) -> str:
+    """The paper's name, e.g. 'C2H3' or 'C2H3-reg'."""
+    return f"C{self.cells}H{self.iterations}" + ("-reg" if self.gated else "")
+
+  def architecture(self) -> dict[str, Any]:
+    """The fields that fix the parameter shapes (stored in weight files)."""
+    return dict(cells=self.cells, n1=self.n1, n2=self.n2, n3=self.n3, nh=self.nh,
+                num_resblocks=self.num_resblocks, gated=self.gated,
+                gate_hidden=self.gate_hidden)
+
+  def cell_modules(self) -> list[Cell]:
+    return [Cell(self.n1, self.n2, self.n3, self.nh, self.num_resblocks,
+                 with_latent=(k == self.cells - 1)) for k in range(self.cells)]
+
+  def gate_module(self) -> Gate:
+    return Gate(self.gate_hidden)
+
+  def init(self, key: Array) -> Params:
+    """Parameters {'cells_0': ..., ['cells_1': ...], ['gate': ...]}, float32."""
+    keys = jax.random.split(key, self.cells + 1)
+    frames = jnp.zeros((1, 8, 8, 3), jnp.float32)
+    hidden = jnp.zeros((1, 2, 2, self.nh), jnp.float32)
+    params = {f"cells_{k}": cell.init(keys[k], frames, hidden)["params"]
+              for k, cell in enumerate(self.cell_modules())}
+    if self.gated:
+      params["gate"] = self.gate_module().init(keys[-1], hidden)["params"]
+    return params
+
+  def initial_state(self, height: int, width: int, batch: int | None = None) -> Array:
+    """h_0 = 0 for frames of height x width: [(B,) ceil4(H)/4, ceil4(W)/4, nh]."""
+    shape = ((height + _pad_amount(height)) // 4, (width + _pad_amount(width)) // 4, self.nh)
+    if batch is not None:
+      shape = (batch,) + shape
+    return jnp.zeros(shape, self.compute_dtype)
+
+  # ----------------------------------------------------------------- forward
+  def apply_sequence(self, params: Params, blur: Array, *, hidden: Array | None = None,
+                     iterations: int | None = None, gate_mode: str | None = None,
+                     gate_key: Array | None = None) -> tuple[Array, Array, GateTrace | None]:
+    """Runs the recurrence over a clip whose H and W are multiples of 4.
+
+    Args:
+      params: from `init` or `load_weights`.
+      blur: B_t, [B, T, H, W, 3] float in [0, 1], H and W multiples of 4.
+      hidden: h_{t-1} before the first frame, [B, H/4, W/4, nh]; None means h_0 = 0.
+      iterations: N for this call (default `self.iterations`).
+      gate_mode: None (fixed N, the paper's inference), 'gumbel' (training of "-reg"
+        models: straight-through Gumbel gate, needs `gate_key`), or 'greedy'
+        (adaptive inference: continue while p(continue) > 0.5).
+      gate_key: jax.random key for the Gumbel noise (gate_mode='gumbel').
+
+    Returns:
+      (L_t [B, T, H, W, 3] float32, h_T [B, H/4, W/4, nh], GateTrace or None).
+    """
+    num_iterations = self.iterations if iterations is None else iterations
+    _check_count("iterations", num_iterations)
+    if gate_mode not in GATE_MODES:
+      raise ValueError(f"gate_mode must be one of {GATE_MODES}, got {gate_mode!r}")
+    if gate_mode is not None and not self.gated:
+      raise ValueError(f"gate_mode={gate_mode!r} needs a gated ('-reg') model; {self.name} has no gate")
+    if gate_mode == "gumbel" and gate_key is None:
+      raise ValueError("gate_mode='gumbel' needs a gate_key")
+    b, t, h, w, _ = blur.shape
+    if h % 4 or w % 4:
+      raise ValueError(f"apply_sequence needs H and W multiples of 4, got {h}x{w}; use deblur()")
+
+    dtype = jnp.dtype(self.compute_dtype)
+    params = jax.tree.map(lambda p: p.astype(dtype), params)
+    cells = self.cell_modules()
+    frames = blur.astype(dtype).reshape(b * t, h, w, 3)
+
+    def time_major(x):  # [B*T, ...] -> [T, B, ...]
+      return jnp.swapaxes(x.reshape((b, t) + x.shape[1:]), 0, 1)
+
+    # F_B once per frame, batched over the clip (it does not feed the recurrence).
+    blur_features = [time_major(cell.apply({"params": params[f"cells_{k}"]}, frames,
+                                           method=Cell.blur_features))
+                     for k, cell in enumerate(cells)]
+    if hidden is None:
+      hidden = jnp.zeros((b, h // 4, w // 4, self.nh), dtype)
+    hidden = hidden.astype(dtype)
+
+    def apply_cell(k, method, *args):
+      return cells[k].apply({"params": params[f"cells_{k}"]}, *args, method=method)
+
+    last = self.cells - 1
+
+    def frame_step(state, inputs):
+      f_b, frame_index = inputs
+      h_prev = state
+      if self.cells == 2:  # cell 1 runs once per frame
+        h_prev = apply_cell(0, Cell.next_hidden, apply_cell(0, Cell.fuse, f_b[0], h_prev))
+      fused, h_new, trace = self._iterate(
+          lambda hid: apply_cell(last, Cell.fuse, f_b[last], hid),
+          lambda fu: apply_cell(last, Cell.next_hidden, fu),
+          h_prev, num_iterations, params.get("gate"), gate_mode,
+          None if gate_key is None else jax.random.fold_in(gate_key, frame_index))
+      return h_new, (fused, trace)
+
+    if self.remat:
+      frame_step = jax.checkpoint(frame_step)
+    final_hidden, (fused, trace) = jax.lax.scan(
+        frame_step, hidden, (blur_features, jnp.arange(t)), unroll=self.scan_unroll)
+
+    # F_L once per frame, batched over the clip.
+    fused = jnp.swapaxes(fused, 0, 1).reshape((b * t,) + fused.shape[2:])
+    residual = apply_cell(last, Cell.latent_residual, fused)
+    output = frames + residual if self.residual_output else residual
+    output = output.reshape(b, t, h, w, 3).astype(jnp.float32)
+    return output, final_hidden, (GateTrace(*trace) if gate_mode is not None else None)
+
+  def _iterate(self, fuse, next_hidden, hidden, num_iterations, gate_params, gate_mode, key):
+    """The N intra-frame iterations of the last cell; masked by the gate when one is used.
+
+    m_1 = 1; before iteration i (2..N): m_i = m_{i-1} * g(h^{i-1});
+    h^i = m_i * F_h(F_R(f_B, h^{i-1})) + (1 - m_i) * h^{i-1} (f_R likewise).
+    """
+    fused = fuse(hidden)
+    hidden = next_hidden(fused)
+    if gate_mode is None:
+      for _ in range(num_iterations - 1):
+        fused = fuse(hidden)
+        hidden = next_hidden(fused)
+      return fused, hidden, None
+
+    gate = self.gate_module()
+    batch = hidden.shape[0]
+    mask = jnp.ones((batch,), hidden.dtype)
+    gate_values, still_iterating = [], []
+    for i in range(1, num_iterations):
+      logits = gate.apply({"params": gate_params}, hidden).astype(jnp.float32)
+      if gate_mode == "gumbel":
+        g = straight_through_gumbel(jax.random.fold_in(key, i), logits)[:, 1]
+      else:  # greedy: continue while p(continue) > 0.5, i.e. logit_continue > logit_stop
+        g = (logits[:, 1] > logits[:, 0]).astype(jnp.float32)
+      g = g.astype(hidden.dtype)
+      still_iterating.append(jax.lax.stop_gradient(mask))
+      gate_values.append(g)
+      mask = mask * g
+      candidate_fused = fuse(hidden)
+      candidate_hidden = next_hidden(candidate_fused)
+      m = mask[:, None, None, None]
+      fused = m * candidate_fused + (1 - m) * fused
+      hidden = m * candidate_hidden + (1 - m) * hidden
+    if num_iterations > 1:
+      gate_values = jnp.stack(gate_values).astype(jnp.float32)
+      still_iterating = jnp.stack(still_iterating).astype(jnp.float32)
+    else:
+      gate_values = still_iterating = jnp.zeros((0, batch), jnp.float32)
+    iterations = 1.0 + jnp.sum(jax.lax.stop_gradient(gate_values * still_iterating), axis=0)
+    return fused, hidden, (gate_values, still_iterating, iterations)
+
+  # ----------------------------------------------------------------- user API
+  def deblur(self, params: Params, video: Array, iterations: int | None = None,
+             adaptive: bool = False) -> Array:
+    """Deblurs a whole clip. video [T, H, W, 3] or [B, T, H, W, 3] float32 in [0, 1], any H, W.
+
+    Returns L_t of the same shape (not clipped). `adaptive` keeps a gated model's gate
+    (deterministic; frames stop iterating early when the gate says so).
+    """
+    video = jnp.asarray(video, jnp.float32)
+    if video.ndim not in (4, 5) or video.shape[-1] != 3:
+      raise ValueError(f"video must be [T, H, W, 3] or [B, T, H, W, 3], got shape {video.shape}")
+    n = self.iterations if iterations is None else iterations
+    _check_count("iterations", n)
+    return _deblur(self, params, video, n, adaptive)
+
+  def step(self, params: Params, frame: Array, state: Array,
+           iterations: int | None = None, adaptive: bool = False) -> tuple[Array, Array]:
+    """Streaming: one frame [H, W, 3] or [B, H, W, 3] and h_{t-1} -> (L_t, h_t).
+
+    Memory is constant in the video's length; outputs equal `deblur` of the whole clip.
+    `state` comes from `initial_state(H, W[, B])` for the first frame.
+    """
+    frame = jnp.asarray(frame, jnp.float32)
+    if frame.ndim not in (3, 4) or frame.shape[-1] != 3:
+      raise ValueError(f"frame must be [H, W, 3] or [B, H, W, 3], got shape {frame.shape}")
+    n = self.iterations if iterations is None else iterations
+    _check_count("iterations", n)
+    expected = self.initial_state(*frame.shape[-3:-1],
+                                  batch=frame.shape[0] if frame.ndim == 4 else None).shape
+    if tuple(state.shape) != tuple(expected):
+      raise ValueError(f"state shape {tuple(state.shape)} does not fit frames of shape "
+                       f"{frame.shape}: expected {expected} (use initial_state)")
+    return _step(self, params, frame, state, n, adaptive)
+
+
+def _check_count(name: str, value: Any) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def _deblur(model: IFIRNN, params: Params, video: Array, iterations: int,
+            adaptive: bool) -> Array:
+  batched = video if video.ndim == 5 else video[None]
+  h, w = batched.shape[-3:-1]
+  out, _, _ = model.apply_sequence(params, pad_to_multiple_of_4(batched),
+                                   iterations=iterations,
+                                   gate_mode="greedy" if adaptive else None)
+  out = out[:, :, :h, :w]
+  return out if video.ndim == 5 else out[0]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _step(model: IFIRNN, params: Params, frame: Array, state: Array, iterations: int,
+          adaptive: bool) -> tuple[Array, Array]:
+  batched = frame[:, None] if frame.ndim == 4 else frame[None, None]
+  hidden = state if frame.ndim == 4 else state[None]
+  h, w = batched.shape[-3:-1]
+  out, new_hidden, _ = model.apply_sequence(params, pad_to_multiple_of_4(batched),
+                                            hidden=hidden, iterations=iterations,
+                                            gate_mode="greedy" if adaptive else None)
+  out = out[:, 0, :h, :w]
+  if frame.ndim == 3:
+    return out[0], new_hidden[0]
+  return out, new_hidden

@@ -1,0 +1,197 @@
+"""Weight files: the spec's PyTorch names and layouts, stored as safetensors.
+
+Flax kernels are `[kh, kw, in, out]` (conv and transposed conv alike) and Dense kernels
+`[in, out]`; PyTorch stores Conv2d `[out, in, kh, kw]`, ConvTranspose2d
+`[in, out, kh, kw]` and Linear `[out, in]`. The conversion is a transpose plus a
+renaming (`cells_0/F_R_3/conv1/kernel` <-> `cells.0.F_R.3.conv1.weight`), so it is
+lossless both ways.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import traverse_util
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from ifirnn_jax.models import IFIRNN, Params
+
+FORMAT = "ifirnn-jax/1"
+_INDEXED = re.compile(r"^(cells|F_B|F_R|F_h|F_L)_(\d+)$")
+_TORCH_INDEXED = re.compile(r"^(cells|F_B|F_R|F_h|F_L)\.(\d+)$")
+_TRANSPOSED_CONV = re.compile(r"\.F_L\.[01]\.weight$")
+
+
+class WeightsError(Exception):
+  """A weight file that is missing, unreadable, or does not fit the model."""
+
+
+def _torch_name(path: tuple[str, ...]) -> str:
+  parts = [_INDEXED.sub(r"\1.\2", p) for p in path]
+  parts[-1] = {"kernel": "weight"}.get(parts[-1], parts[-1])
+  return ".".join(parts)
+
+
+def _flax_path(name: str) -> tuple[str, ...]:
+  parts = re.sub(r"(cells|F_B|F_R|F_h|F_L)\.(\d+)", r"\1_\2", name).split(".")
+  parts[-1] = {"weight": "kernel"}.get(parts[-1], parts[-1])
+  return tuple(parts)
+
+
+def _to_torch_layout(name: str, array: np.ndarray) -> np.ndarray:
+  if not name.endswith(".weight"):
+    return array
+  if array.ndim == 2:  # Dense [in, out] -> Linear [out, in]
+    return array.T
+  if _TRANSPOSED_CONV.search(name):  # [kh, kw, in, out] -> [in, out, kh, kw]
+    return array.transpose(2, 3, 0, 1)
+  return array.transpose(3, 2, 0, 1)  # [kh, kw, in, out] -> [out, in, kh, kw]
+
+
+def _to_flax_layout(name: str, array: np.ndarray) -> np.ndarray:
+  if not name.endswith(".weight"):
+    return array
+  if array.ndim == 2:
+    return array.T
+  if _TRANSPOSED_CONV.search(name):
+    return array.transpose(2, 3, 0, 1)
+  return array.transpose(2, 3, 1, 0)
+
+
+def to_torch_state_dict(params: Params) -> dict[str, np.ndarray]:
+  """Flax params -> {PyTorch name: float32 array in PyTorch layout}."""
+  flat = traverse_util.flatten_dict(jax.device_get(params))
+  state = {}
+  for path, value in flat.items():
+    name = _torch_name(path)
+    state[name] = np.ascontiguousarray(_to_torch_layout(name, np.asarray(value, np.float32)))
+  return state
+
+
+def expected_shapes(model: IFIRNN) -> dict[str, tuple[int, ...]]:
+  """{PyTorch name: shape} of `model`'s parameters (no computation)."""
+  shapes = jax.eval_shape(model.init, jax.random.key(0))
+  flat = traverse_util.flatten_dict(shapes)
+  out = {}
+  for path, value in flat.items():
+    name = _torch_name(path)
+    dummy = np.empty(value.shape, np.float32)  # zero-cost view for the layout's shape
+    out[name] = _to_torch_layout(name, dummy).shape
+  return out
+
+
+def from_torch_state_dict(state: dict[str, np.ndarray], model: IFIRNN,
+                          source: str = "weights") -> Params:
+  """{PyTorch name: array} -> Flax params for `model`; WeightsError if they do not fit."""
+  expected = expected_shapes(model)
+  missing = sorted(set(expected) - set(state))
+  unexpected = sorted(set(state) - set(expected))
+  problems = []
+  if missing:
+    problems.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+  if unexpected:
+    problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+  wrong = [f"{n}: file {tuple(state[n].shape)} vs model {expected[n]}"
+           for n in sorted(set(expected) & set(state)) if tuple(state[n].shape) != expected[n]]
+  if wrong:
+    problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
+  if problems:
+    raise WeightsError(f"{source} does not fit the model {model.name} "
+                       f"{model.architecture()}: " + "; ".join(problems))
+  flat = {_flax_path(n): np.asarray(_to_flax_layout(n, np.asarray(a, np.float32)))
+          for n, a in state.items()}
+  return jax.tree.map(jax.numpy.asarray, traverse_util.unflatten_dict(flat))
+
+
+def save_weights(params: Params, path: str | os.PathLike, model: IFIRNN | None = None) -> Path:
+  """Writes params as safetensors with the spec's PyTorch names and layouts (atomically).
+
+  With `model`, its architecture and iteration count are stored in the file's metadata.
+  """
+  path = Path(path)
+  metadata = {"format": FORMAT}
+  if model is not None:
+    metadata["model"] = json.dumps(dict(model.architecture(), iterations=model.iterations))
+  state = to_torch_state_dict(params)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  os.close(fd)
+  try:
+    save_file(state, tmp, metadata=metadata)
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+  return path
+
+
+def _read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+  path = Path(path)
+  if not path.is_file():
+    raise WeightsError(f"{path}: weight file not found")
+  try:
+    state = load_file(path)
+    with open(path, "rb") as f:
+      header_len = int.from_bytes(f.read(8), "little")
+      header = json.loads(f.read(header_len))
+  except (SafetensorError, ValueError, OSError) as e:
+    raise WeightsError(f"{path}: not a readable safetensors weight file ({e})") from None
+  return state, header.get("__metadata__", {}) or {}
+
+
+def infer_model(state: dict[str, np.ndarray], metadata: dict[str, str] | None = None,
+                source: str = "weights", **overrides: Any) -> IFIRNN:
+  """The IFIRNN whose parameter shapes `state` has (iterations from metadata, else 3)."""
+  fields: dict[str, Any] = {}
+  if metadata and "model" in metadata:
+    try:
+      fields.update(json.loads(metadata["model"]))
+    except json.JSONDecodeError:
+      pass
+  try:
+    cells = sorted({int(n.split(".")[1]) for n in state if n.startswith("cells.")})
+    last = f"cells.{len(cells) - 1}"
+    fields.update(
+        cells=len(cells),
+        n1=state["cells.0.F_B.0.weight"].shape[0],
+        n2=state["cells.0.F_B.1.weight"].shape[0],
+        n3=state["cells.0.F_B.2.weight"].shape[0],
+        nh=state["cells.0.F_h.0.weight"].shape[0],
+        num_resblocks=len({n for n in state if n.startswith(f"{last}.F_R.") and "conv1.weight" in n}),
+        gated="gate.fc1.weight" in state)
+    if fields["gated"]:
+      fields["gate_hidden"] = state["gate.fc1.weight"].shape[0]
+  except (KeyError, IndexError) as e:
+    raise WeightsError(f"{source}: not an IFI-RNN weight file (no tensor {e})") from None
+  fields.setdefault("iterations", 3)
+  fields.update(overrides)
+  try:
+    return IFIRNN(**{k: v for k, v in fields.items() if k in IFIRNN.__dataclass_fields__})
+  except (ValueError, TypeError) as e:
+    raise WeightsError(f"{source}: {e}") from None
+
+
+def load_weights(path: str | os.PathLike, model: IFIRNN | None = None) -> Params:
+  """Reads a weight file. With `model`, refuses (WeightsError) one that does not fit it."""
+  state, metadata = _read(path)
+  if model is None:
+    model = infer_model(state, metadata, source=str(path))
+  return from_torch_state_dict(state, model, source=str(path))
+
+
+def load_model(path: str | os.PathLike, **overrides: Any) -> tuple[IFIRNN, Params]:
+  """(model, params) from a weight file, the architecture inferred from its tensors.
+
+  `overrides` set run-time fields, e.g. `iterations=4` or `compute_dtype='bfloat16'`.
+  """
+  state, metadata = _read(path)
+  model = infer_model(state, metadata, source=str(path), **overrides)
+  return model, from_torch_state_dict(state, model, source=str(path))
