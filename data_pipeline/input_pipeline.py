@@ -1,0 +1,365 @@
+"""The tf.data training pipeline: random augmented clips of paired sequences.
+
+    sequences = layouts.find_sequences(root, "gopro", "train", clip_length=12)
+    batches = make_train_iterator(sequences, batch_size=4, seed=0)
+    batch = next(batches)   # {"blur", "sharp"}: float32 [4, 12, 256, 256, 3]
+
+The recipe of the paper (Section 4.2), per clip (one batch element):
+  * a clip of `clip_length` consecutive frames, drawn uniformly among all
+    clips of all sequences (so a sequence is drawn in proportion to its
+    number of clips, and every frame is about equally likely);
+  * one random crop, shared by every frame of the clip and by blur and sharp;
+  * if `augment`: a random horizontal flip, vertical flip and 90-degree
+    (counter-clockwise) rotation, each with probability 1/2, shared by the
+    whole clip; the rotation is only drawn for square crops (it would change
+    the shape of a non-square crop) and skipped otherwise;
+  * Gaussian noise on blur only: per clip sigma = |s|, s ~ N(0,
+    noise_std_sigma^2) in 8-bit units, then every pixel gets N(0, sigma^2)/255.
+    As in the paper the noisy blur is NOT clipped, so it can leave [0, 1]
+    slightly; sharp is exact (k / 255).
+
+Determinism and restarts: every random choice of the clip for global batch
+element i at step k comes from stateless Philox random ops keyed by
+(seed, k, i), so the batch at step k is a pure function of (seed, k): a run
+restarted with `start_step=k` sees exactly what an uninterrupted run sees from
+step k. Multi-host: process p builds only elements [p * B_local, (p + 1) *
+B_local) of each global batch, B_local = batch_size / process_count, so the
+processes' batches concatenated in process order are the single-process batch.
+
+Frames are decoded with tf.io (C++, parallel, faster than Pillow: ~12 ms vs
+~18 ms for a 1280x768 PNG, ~2 ms vs ~10 ms for a JPEG, measured on CPU) after
+the sequences were validated from their file headers; JPEGs are decoded with
+the accurate integer DCT, which gives exactly the pixels of `read_image`.
+With `cache_frames=True` every frame is decoded once by `read_image` and held
+in memory (uint8), for small data sets or hosts with enough RAM.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from collections.abc import Callable, Iterator, Sequence as SequenceType
+
+import numpy as np
+import tensorflow as tf
+
+from data_pipeline import image_io
+from data_pipeline.errors import DataError
+from data_pipeline.eval_pipeline import iter_eval_frames, load_sequence
+from data_pipeline.layouts import Sequence, validate_sequence
+
+__all__ = ["make_train_iterator", "steps_per_epoch", "iter_eval_frames",
+           "load_sequence"]
+
+Batch = dict[str, np.ndarray]
+_RNG_ALG = "philox"
+_NUM_KEYS = 6  # clip, crop y, crop x, flips, noise sigma, noise.
+
+
+def _hide_gpus_from_tensorflow() -> None:
+  """Keeps TensorFlow off the accelerators, which belong to JAX."""
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # TF devices already initialised; nothing to change.
+    pass
+
+
+def _crop_shape(crop_size: int | tuple[int, int]) -> tuple[int, int]:
+  if isinstance(crop_size, (int, np.integer)):
+    crop_size = (crop_size, crop_size)
+  height, width = (int(v) for v in crop_size)
+  if height < 1 or width < 1:
+    raise DataError(f"crop size must be positive, got {crop_size}")
+  return height, width
+
+
+def steps_per_epoch(sequences: SequenceType[Sequence], batch_size: int,
+                    clip_length: int) -> float:
+  """Steps in which each training frame is seen once on average.
+
+  The paper's epoch: every frame once as part of a clip, i.e. (number of
+  frames) / (batch_size * clip_length); GOPRO: 2103 / (4 * 12) = 43.8.
+  """
+  return sum(s.num_frames for s in sequences) / (batch_size * clip_length)
+
+
+class _ClipSampler:
+  """The random choices for one clip, a pure function of (seed, step, index).
+
+  Holds per-sequence tables as tensors: number of clip starts, cumulative
+  clip counts, frame sizes and the offset of each sequence's frames in the
+  flat path lists.
+  """
+
+  def __init__(self, sizes: list[tuple[int, int]], lengths: list[int],
+               clip_length: int, crop: tuple[int, int], seed: int,
+               augment: bool, noise_std_sigma: float):
+    num_starts = np.array(lengths, np.int64) - clip_length + 1
+    self.clip_end = tf.constant(np.cumsum(num_starts), tf.int64)
+    self.num_starts = tf.constant(num_starts, tf.int64)
+    self.first_frame = tf.constant(
+        np.cumsum([0] + lengths[:-1]), tf.int64)
+    self.heights = tf.constant([s[0] for s in sizes], tf.int64)
+    self.widths = tf.constant([s[1] for s in sizes], tf.int64)
+    self.total_clips = int(num_starts.sum())
+    self.clip_length = clip_length
+    self.crop = crop
+    self.key = tf.constant([seed, 0], tf.int64)
+    self.augment = augment
+    self.noise_std_sigma = noise_std_sigma
+
+  def __call__(self, step: tf.Tensor, index: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Draws the clip of global batch element `index` at `step`.
+
+    Returns:
+      sequence (index into the sequence list), start (first frame), y, x
+      (crop corner), flips int32 [3] (horizontal, vertical, rotate; 0 or 1),
+      sigma (noise std in 8-bit units), noise_key (seed of the noise).
+    """
+    key = tf.random.experimental.stateless_fold_in(
+        self.key, step, alg=_RNG_ALG)
+    key = tf.random.experimental.stateless_fold_in(key, index, alg=_RNG_ALG)
+    keys = tf.random.experimental.stateless_split(key, _NUM_KEYS, _RNG_ALG)
+    clip = tf.random.stateless_uniform(
+        [], keys[0], 0, self.total_clips, tf.int64, alg=_RNG_ALG)
+    sequence = tf.searchsorted(self.clip_end, clip[None], side="right")[0]
+    start = clip - (self.clip_end[sequence] - self.num_starts[sequence])
+    crop_h, crop_w = self.crop
+    y = tf.random.stateless_uniform(
+        [], keys[1], 0, self.heights[sequence] - crop_h + 1, tf.int64,
+        alg=_RNG_ALG)
+    x = tf.random.stateless_uniform(
+        [], keys[2], 0, self.widths[sequence] - crop_w + 1, tf.int64,
+        alg=_RNG_ALG)
+    flips = tf.random.stateless_uniform(
+        [3], keys[3], 0, 2, tf.int32, alg=_RNG_ALG)
+    if not self.augment:
+      flips = tf.zeros([3], tf.int32)
+    elif crop_h != crop_w:
+      flips = flips * tf.constant([1, 1, 0], tf.int32)
+    sigma = self.noise_std_sigma * tf.abs(tf.random.stateless_normal(
+        [], keys[4], dtype=tf.float32, alg=_RNG_ALG))
+    return dict(sequence=sequence, start=start, y=y, x=x, flips=flips,
+                sigma=sigma, noise_key=keys[5])
+
+  def frame_indices(self, params: dict[str, tf.Tensor]) -> tf.Tensor:
+    """Indices into the flat frame lists of the clip's frames, int64 [T]."""
+    return (self.first_frame[params["sequence"]] + params["start"]
+            + tf.range(self.clip_length, dtype=tf.int64))
+
+
+def _decode_crop(path: tf.Tensor, y: tf.Tensor, x: tf.Tensor,
+                 crop: tuple[int, int]) -> tf.Tensor:
+  """Reads an image file and crops it: uint8 [h, w, 3]."""
+  contents = tf.io.read_file(path)
+  image = tf.cond(
+      tf.io.is_jpeg(contents),
+      # The accurate DCT gives Pillow's (hence read_image's) pixels exactly.
+      lambda: tf.io.decode_jpeg(contents, channels=3,
+                                dct_method="INTEGER_ACCURATE"),
+      lambda: tf.io.decode_image(contents, channels=3, dtype=tf.uint8,
+                                 expand_animations=False))
+  return image[y:y + crop[0], x:x + crop[1]]
+
+
+def _augment(clip: tf.Tensor, flips: tf.Tensor) -> tf.Tensor:
+  """Flips [N, h, w, 3] left-right, up-down, then rotates it by 90 degrees.
+
+  Each only if its flag in `flips` (int32 [3]) is 1.
+  """
+  clip = tf.cond(flips[0] > 0, lambda: tf.reverse(clip, [2]), lambda: clip)
+  clip = tf.cond(flips[1] > 0, lambda: tf.reverse(clip, [1]), lambda: clip)
+  if clip.shape[1] == clip.shape[2]:
+    clip = tf.cond(flips[2] > 0, lambda: tf.image.rot90(clip), lambda: clip)
+  return clip
+
+
+def _finish_clip(blur: tf.Tensor, sharp: tf.Tensor,
+                 params: dict[str, tf.Tensor],
+                 add_noise: bool) -> dict[str, tf.Tensor]:
+  """Augments uint8 [T, h, w, 3] crops, converts to [0, 1], adds noise."""
+  num_frames = blur.shape[0]
+  both = _augment(tf.concat([blur, sharp], axis=0), params["flips"])
+  both = tf.cast(both, tf.float32) / 255.0
+  blur, sharp = both[:num_frames], both[num_frames:]
+  if add_noise:
+    noise = tf.random.stateless_normal(
+        tf.shape(blur), params["noise_key"], dtype=tf.float32, alg=_RNG_ALG)
+    blur = blur + noise * (params["sigma"] / 255.0)  # Not clipped (paper).
+  return {"blur": blur, "sharp": sharp}
+
+
+def _file_clip_loader(sequences: SequenceType[Sequence], sampler: _ClipSampler,
+                      crop: tuple[int, int]) -> Callable:
+  """(params) -> uint8 blur, sharp [T, h, w, 3] read from the files."""
+  blur_paths = tf.constant([str(p) for s in sequences for p in s.blur_paths])
+  sharp_paths = tf.constant([str(p) for s in sequences for p in s.sharp_paths])
+
+  def load(params):
+    frames = sampler.frame_indices(params)
+    y, x = params["y"], params["x"]
+    blur = [_decode_crop(blur_paths[frames[t]], y, x, crop)
+            for t in range(sampler.clip_length)]
+    sharp = [_decode_crop(sharp_paths[frames[t]], y, x, crop)
+             for t in range(sampler.clip_length)]
+    return tf.stack(blur), tf.stack(sharp)
+
+  return load
+
+
+def _cached_clip_loader(sequences: SequenceType[Sequence],
+                        sampler: _ClipSampler,
+                        crop: tuple[int, int]) -> Callable:
+  """(params) -> uint8 blur, sharp [T, h, w, 3] cut from frames in memory."""
+  with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+    cache = [_load_uint8(sequence, pool) for sequence in sequences]
+  length = sampler.clip_length
+
+  def cut(sequence, start, y, x):
+    blur, sharp = cache[sequence]
+    window = (slice(start, start + length), slice(y, y + crop[0]),
+              slice(x, x + crop[1]))
+    return np.array(blur[window]), np.array(sharp[window])
+
+  def load(params):
+    blur, sharp = tf.numpy_function(
+        cut, [params["sequence"], params["start"], params["y"], params["x"]],
+        [tf.uint8, tf.uint8], stateful=False)
+    return blur, sharp
+
+  return load
+
+
+def _load_uint8(sequence: Sequence, pool: concurrent.futures.Executor
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """Every frame of a paired sequence, uint8 [N, H, W, 3] blur and sharp.
+
+  Decoded by `read_image` in `pool` (Pillow decodes without the GIL).
+  """
+  blur = np.stack(list(pool.map(image_io.read_image, sequence.blur_paths)))
+  sharp = np.stack(list(pool.map(image_io.read_image, sequence.sharp_paths)))
+  return blur, sharp
+
+
+def _find_unreadable_file(sequences: SequenceType[Sequence],
+                          sampler: _ClipSampler, step: int,
+                          indices: range) -> DataError | None:
+  """Re-reads the files of the clips of `step` to name a failing one."""
+  for index in indices:
+    params = sampler(tf.constant(step, tf.int64), tf.constant(index, tf.int64))
+    sequence = sequences[int(params["sequence"])]
+    start = int(params["start"])
+    for paths in (sequence.blur_paths, sequence.sharp_paths):
+      for path in paths[start:start + sampler.clip_length]:
+        try:
+          image_io.read_image(path)
+        except DataError as e:
+          return e
+  return None
+
+
+def make_train_iterator(
+    sequences: SequenceType[Sequence], *, batch_size: int, seed: int,
+    clip_length: int = 12, crop_size: int | tuple[int, int] = 256,
+    start_step: int = 0, process_index: int = 0, process_count: int = 1,
+    noise_std_sigma: float = 2.0, augment: bool = True,
+    cache_frames: bool = False, prefetch: int = 2) -> Iterator[Batch]:
+  """An endless iterator over this process's slice of the training batches.
+
+  Args:
+    sequences: paired training sequences (e.g. from `find_sequences`).
+    batch_size: the GLOBAL batch size (clips per step over all processes).
+    seed: the data seed; with the step it fixes every batch.
+    clip_length: frames per clip, T.
+    crop_size: crop height and width (int for square crops).
+    start_step: the step of the first batch yielded (to resume a run).
+    process_index: this process's index (jax.process_index()).
+    process_count: the number of processes (jax.process_count()).
+    noise_std_sigma: std of s, sigma = |s| the per-clip noise std on blur, in
+      8-bit units (2.0 in the paper; 0 for no noise).
+    augment: random flips and 90-degree rotations.
+    cache_frames: decode every frame once and keep them in memory.
+    prefetch: batches prepared ahead.
+
+  Yields:
+    {"blur": float32 [B_local, T, h, w, 3] (noisy, not clipped), "sharp":
+    float32 [B_local, T, h, w, 3] in [0, 1]}, B_local = batch_size /
+    process_count, starting at step `start_step`.
+
+  Raises:
+    DataError: for bad arguments, sequences without ground truth, shorter
+      than `clip_length` or smaller than the crop, unreadable frames (also
+      while iterating, naming the file where it can be found).
+  """
+  _hide_gpus_from_tensorflow()
+  crop = _crop_shape(crop_size)
+  if not sequences:
+    raise DataError("no training sequences given")
+  if batch_size < 1 or process_count < 1 or batch_size % process_count:
+    raise DataError(
+        f"batch size {batch_size} must be a positive multiple of the process "
+        f"count {process_count}")
+  if not 0 <= process_index < process_count:
+    raise DataError(
+        f"process index {process_index} outside [0, {process_count})")
+  if clip_length < 1 or start_step < 0 or noise_std_sigma < 0:
+    raise DataError(
+        f"need clip_length >= 1, start_step >= 0, noise_std_sigma >= 0; got "
+        f"{clip_length}, {start_step}, {noise_std_sigma}")
+  sizes = []
+  for sequence in sequences:
+    if sequence.sharp_paths is None:
+      raise DataError(
+          f"sequence {sequence.name}: has no sharp frames; training needs "
+          "paired data")
+    size = validate_sequence(sequence, clip_length)
+    if size[0] < crop[0] or size[1] < crop[1]:
+      raise DataError(
+          f"sequence {sequence.name}: frames are {size[0]}x{size[1]} (HxW), "
+          f"smaller than the {crop[0]}x{crop[1]} crop")
+    sizes.append(size)
+
+  local_batch = batch_size // process_count
+  first_index = process_index * local_batch
+  sampler = _ClipSampler(sizes, [s.num_frames for s in sequences],
+                         clip_length, crop, seed, augment,
+                         float(noise_std_sigma))
+  loader = (_cached_clip_loader if cache_frames else _file_clip_loader)(
+      sequences, sampler, crop)
+
+  def make_clip(counter):
+    step = counter // local_batch
+    index = counter % local_batch + first_index
+    params = sampler(step, index)
+    blur, sharp = loader(params)
+    blur.set_shape([clip_length, *crop, 3])
+    sharp.set_shape([clip_length, *crop, 3])
+    return _finish_clip(blur, sharp, params, noise_std_sigma > 0)
+
+  options = tf.data.Options()
+  options.deterministic = True
+  options.threading.max_intra_op_parallelism = 1
+  dataset = (
+      tf.data.Dataset.counter(start_step * local_batch, dtype=tf.int64)
+      .map(make_clip, num_parallel_calls=tf.data.AUTOTUNE)
+      .batch(local_batch, drop_remainder=True)
+      .prefetch(prefetch)
+      .with_options(options))
+
+  def guarded():
+    step = start_step
+    iterator = dataset.as_numpy_iterator()
+    while True:
+      try:
+        batch = next(iterator)
+      except tf.errors.OpError as e:
+        error = _find_unreadable_file(
+            sequences, sampler, step,
+            range(first_index, first_index + local_batch))
+        raise (error or DataError(
+            f"training input pipeline failed at step {step}: "
+            f"{e.message}")) from None
+      yield batch
+      step += 1
+
+  return guarded()
