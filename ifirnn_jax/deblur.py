@@ -1,0 +1,272 @@
+"""Deblur a video file or a folder of frames with a trained IFI-RNN.
+
+    python -m ifirnn_jax.deblur --input shaky.mp4 --output sharp.mp4 --weights C2H3.safetensors
+    python -m ifirnn_jax.deblur --input frames/ --output out/ --workdir runs/c2h3 --step 20000
+    python -m ifirnn_jax.deblur --input big.mp4 --output cmp.mp4 --weights w.safetensors \\
+        --compare --tile-size 512 --tile-overlap 32 --max-frames 100
+
+Frames are streamed one at a time through `IFIRNN.step` (memory does not grow with the
+video's length); the output keeps the input's frame rate, frame count and size, and is
+written atomically (it appears only when complete). Outputs are clipped to [0, 1] and
+rounded to 8 bits, exactly as `ifirnn_jax.metrics` scores them. Frames larger than
+1920x1088 pixels (or any frame, with --tile-size) are deblurred in overlapping tiles,
+each tile carrying its own hidden state from frame to frame, blended without seams
+(`ifirnn_jax.tiling`).
+
+Exit status: 0 done, 2 bad input (message `error: ...` on stderr), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from data_pipeline.errors import DataError
+from data_pipeline.video import DEFAULT_FPS, FrameSink, open_frames
+from ifirnn_jax import metrics, tiling
+from ifirnn_jax.models import IFIRNN
+from ifirnn_jax.weights import WeightsError, load_model
+
+# Frames with more pixels than this are tiled unless told otherwise (1080p fits).
+MAX_UNTILED_PIXELS = 1920 * 1088
+DEFAULT_TILE_SIZE = 512
+DEFAULT_TILE_OVERLAP = 32
+
+
+# ----------------------------------------------------------------------------- compute
+def deblur_frames(model: IFIRNN, params: Any, frames: Iterable[np.ndarray], *,
+                  iterations: int | None = None,
+                  grid: tiling.TileGrid | None = None) -> Iterator[np.ndarray]:
+  """Streams frames through the recurrence.
+
+  Args:
+    model, params: the network and its parameters.
+    frames: uint8 [H, W, 3] frames (or float32 in [0, 1]), all one size.
+    iterations: intra-frame iterations N (default: the model's).
+    grid: tile the frames on this grid (each tile keeps its own hidden state);
+      None deblurs whole frames.
+
+  Yields:
+    L_t, float32 [H, W, 3], not clipped (equal to `model.deblur` of the whole clip
+    when not tiled).
+  """
+  state = weights = None
+  for frame in frames:
+    frame = np.asarray(frame)
+    x = frame.astype(np.float32) / 255 if frame.dtype == np.uint8 else frame.astype(np.float32)
+    if grid is None:
+      if state is None:
+        state = model.initial_state(*x.shape[:2])
+      out, state = model.step(params, x, state, iterations=iterations)
+      yield np.asarray(out)
+    else:
+      if state is None:
+        weights = tiling.blend_weights(grid)
+        state = model.initial_state(grid.tile_height, grid.tile_width, batch=grid.num_tiles)
+      out, state = model.step(params, tiling.split(x, grid), state, iterations=iterations)
+      yield tiling.merge(np.asarray(out), grid, weights)
+
+
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+  """float [H, W, 3] -> uint8, clipped and rounded as `metrics.quantize`."""
+  return np.asarray(metrics.quantize(frame)).astype(np.uint8)
+
+
+def choose_grid(height: int, width: int, tile_size: int | None,
+                tile_overlap: int | None) -> tiling.TileGrid | None:
+  """The tile grid for height x width frames, or None to deblur them whole."""
+  if tile_size is None and height * width <= MAX_UNTILED_PIXELS:
+    return None
+  return tiling.make_grid(height, width,
+                          DEFAULT_TILE_SIZE if tile_size is None else tile_size,
+                          DEFAULT_TILE_OVERLAP if tile_overlap is None else tile_overlap)
+
+
+# ----------------------------------------------------------------------------- progress
+class Progress:
+  """Frames done, frames/s and ETA on stderr.
+
+  On a terminal one line rewrites itself (every `min_interval_s`); elsewhere (a log
+  file) a new line is written every `log_interval_s`.
+  """
+
+  def __init__(self, total: int | None, label: str = "deblur", stream: TextIO | None = None,
+               min_interval_s: float = 0.5, log_interval_s: float = 10.0):
+    self.total, self.label = total, label
+    self.stream = sys.stderr if stream is None else stream
+    self.interactive = getattr(self.stream, "isatty", lambda: False)()
+    self.interval_s = min_interval_s if self.interactive else log_interval_s
+    self.done = 0
+    self.start = time.monotonic()
+    self._last = -float("inf")
+    self._printed = None  # `done` when the line was last printed
+
+  def update(self, done: int) -> None:
+    self.done = done
+    now = time.monotonic()
+    if now - self._last >= self.interval_s or done == self.total:
+      self._last = now
+      self._print(now)
+
+  def _print(self, now: float) -> None:
+    self._printed = self.done
+    elapsed = now - self.start
+    rate = self.done / elapsed if elapsed > 0 else 0.0
+    line = f"{self.label}: {self.done}"
+    if self.total:
+      line += f"/{self.total} frames ({100 * self.done / self.total:3.0f}%)"
+      if rate > 0:
+        line += f"  {rate:.2f} frames/s  ETA {_hms((self.total - self.done) / rate)}"
+    else:
+      line += f" frames  {rate:.2f} frames/s"
+    line += f"  elapsed {_hms(elapsed)}"
+    self.stream.write("\r" + line + "   " if self.interactive else line + "\n")
+    self.stream.flush()
+
+  def finish(self) -> None:
+    """Prints the final state and ends the line (if anything was printed)."""
+    if self._printed is None:
+      return
+    if self._printed != self.done:
+      self._print(time.monotonic())
+    if self.interactive:
+      self.stream.write("\n")
+      self.stream.flush()
+
+
+def _hms(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+# ----------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="python -m ifirnn_jax.deblur",
+      description="Deblur a video file or a folder of frames with an IFI-RNN model.")
+  parser.add_argument("--input", required=True, type=Path,
+                      help="video file (any format ffmpeg reads) or folder of images")
+  parser.add_argument("--output", required=True, type=Path,
+                      help="video file (.mp4, .mkv, ...; H.264) or folder (PNG frames)")
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--weights", type=Path, help="a .safetensors weight file")
+  source.add_argument("--workdir", type=Path, help="a training work directory (checkpoints)")
+  parser.add_argument("--step", type=int, default=None,
+                      help="checkpoint step in --workdir (default: the latest)")
+  parser.add_argument("--iterations", type=int, default=None,
+                      help="intra-frame iterations N (default: the model's)")
+  parser.add_argument("--compare", action="store_true",
+                      help="write input | output side by side (twice the width)")
+  parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+  parser.add_argument("--tile-size", type=int, default=None,
+                      help=f"deblur in tiles of this size (default: {DEFAULT_TILE_SIZE}, "
+                           f"and only for frames over 1920x1088 pixels)")
+  parser.add_argument("--tile-overlap", type=int, default=None,
+                      help=f"overlap of neighbouring tiles (default: {DEFAULT_TILE_OVERLAP})")
+  parser.add_argument("--max-frames", type=int, default=None,
+                      help="deblur only the first K frames")
+  return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+  """Raises ValueError for values argparse cannot check alone."""
+  if args.iterations is not None and args.iterations < 1:
+    raise ValueError(f"--iterations must be >= 1, got {args.iterations}")
+  if args.max_frames is not None and args.max_frames < 1:
+    raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
+  if args.step is not None and args.workdir is None:
+    raise ValueError("--step needs --workdir")
+  if args.tile_overlap is not None and args.tile_overlap < 0:
+    raise ValueError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+  if args.tile_size is not None:  # checks size and overlap together
+    tiling.make_grid(args.tile_size, args.tile_size, args.tile_size,
+                     DEFAULT_TILE_OVERLAP if args.tile_overlap is None else args.tile_overlap)
+  if args.output.exists() and not args.overwrite:
+    raise ValueError(f"{args.output}: already exists (pass --overwrite to replace it)")
+  if args.input.exists() and args.output.exists() and args.input.samefile(args.output):
+    raise ValueError(f"{args.output}: output is the input")
+
+
+def load_network(args: argparse.Namespace) -> tuple[IFIRNN, Any]:
+  """(model, params) from --weights or --workdir [--step]."""
+  if args.weights is not None:
+    return load_model(args.weights)
+  if not args.workdir.is_dir():
+    raise ValueError(f"{args.workdir}: no such work directory")
+  try:  # imported here: orbax is slow to import and --weights does not need it
+    from ifirnn_jax.checkpoint import CheckpointError, load_checkpoint  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ValueError(f"--workdir needs ifirnn_jax.checkpoint, which cannot be imported "
+                     f"({e}); use --weights") from None
+  try:
+    return load_checkpoint(args.workdir, args.step)
+  except CheckpointError as e:
+    raise WeightsError(str(e)) from None
+
+
+def run(args: argparse.Namespace) -> None:
+  """Deblurs args.input into args.output (raises DataError, WeightsError, ValueError)."""
+  _check_args(args)
+  source = open_frames(args.input)
+  model, params = load_network(args)
+  iterations = model.iterations if args.iterations is None else args.iterations
+  grid = choose_grid(source.height, source.width, args.tile_size, args.tile_overlap)
+  total = source.num_frames
+  if args.max_frames is not None:
+    total = args.max_frames if total is None else min(total, args.max_frames)
+
+  tiles = "" if grid is None else f", {grid.num_tiles} tiles of {grid.tile_width}x{grid.tile_height}"
+  print(f"{model.name} N={iterations}{tiles}: {args.input} ({source.width}x{source.height}, "
+        f"{total if total is not None else '?'} frames, fps {source.fps or '-'}) -> "
+        f"{args.output}", file=sys.stderr)
+
+  progress = Progress(total)
+  try:
+    with source, FrameSink(args.output, fps=source.fps or DEFAULT_FPS,
+                           overwrite=args.overwrite) as sink:
+      # Two views of one stream (tee buffers at most one frame between them).
+      frames, originals = itertools.tee(itertools.islice(source, args.max_frames))
+      outputs = deblur_frames(model, params, frames, iterations=iterations, grid=grid)
+      for done, (original, out) in enumerate(zip(originals, outputs), start=1):
+        frame = to_uint8(out)
+        if args.compare:
+          frame = np.concatenate([original, frame], axis=1)
+        sink.write(frame)
+        progress.update(done)
+  finally:
+    progress.finish()
+
+
+def main(argv: list[str] | None = None) -> int:
+  """The command line; returns the exit status (0, 2 bad input, 130 interrupted)."""
+  parser = build_parser()
+  try:
+    args = parser.parse_args(argv)
+  except SystemExit as e:  # --help, or a usage error (already printed, status 2)
+    return int(e.code or 0)
+  with warnings.catch_warnings():
+    # ffmpeg runs as a subprocess (fork + exec at once, no Python code in the child),
+    # which JAX's blanket warning about os.fork() does not concern.
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called",
+                            category=RuntimeWarning)
+    try:
+      run(args)
+    except (DataError, WeightsError, ValueError, OSError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+    except KeyboardInterrupt:
+      print("interrupted; no output written", file=sys.stderr)
+      return 130
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

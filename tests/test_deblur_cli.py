@@ -1,0 +1,196 @@
+"""The deblur command line, in-process, with a tiny model on a real (downscaled) clip."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+import ifirnn_jax as ifr
+from data_pipeline.video import FrameSink, open_frames
+from ifirnn_jax import metrics
+from ifirnn_jax.deblur import main
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REAL_VIDEO = SHARED / "data" / "real_shake" / "VID_20150407_232353.mp4"
+NUM_FRAMES = 12
+
+
+def tiny_params(model, seed=0):
+  """Random parameters of PyTorch's default scale, U(+-1/sqrt(fan_in)).
+
+  Built from `jax.eval_shape(model.init)`: `model.init` itself compiles for about
+  10 s on the 2-core CI machine, which these tests do not need.
+  """
+  rng = np.random.default_rng(seed)
+
+  def fill(leaf):
+    fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 100
+    bound = 1 / np.sqrt(fan_in)
+    return jnp.asarray(rng.uniform(-bound, bound, leaf.shape).astype(np.float32))
+
+  return jax.tree.map(fill, jax.eval_shape(model.init, jax.random.key(0)))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  """A tiny model's weight file, a 12-frame 96x160 mp4 of the real video, its frames."""
+  root = tmp_path_factory.mktemp("deblur")
+  model = ifr.IFIRNN(cells=2, iterations=2, n1=4, n2=6, n3=8, nh=4, num_resblocks=1)
+  params = tiny_params(model)
+  weights = ifr.save_weights(params, root / "tiny.safetensors", model=model)
+  clip = root / "clip.mp4"
+  with FrameSink(clip, fps=15) as sink:
+    for i, frame in enumerate(open_frames(REAL_VIDEO)):
+      if i == NUM_FRAMES:
+        break
+      sink.write(np.ascontiguousarray(frame[::8, ::8]))
+  frames = np.stack(list(open_frames(clip)))  # what the CLI decodes
+  return dict(root=root, model=model, params=params, weights=weights, clip=clip,
+              frames=frames)
+
+
+def _run(capsys, *args):
+  status = main([str(a) for a in args])
+  return status, capsys.readouterr().err
+
+
+def _reference(setup, frames=None):
+  frames = setup["frames"] if frames is None else frames
+  out = setup["model"].deblur(setup["params"], frames.astype(np.float32) / 255)
+  return np.asarray(metrics.quantize(out)).astype(np.uint8)
+
+
+def test_video_to_video_keeps_count_size_fps(setup, capsys):
+  out = setup["root"] / "out.mp4"
+  status, err = _run(capsys, "--input", setup["clip"], "--output", out,
+                     "--weights", setup["weights"])
+  assert status == 0, err
+  assert f"{NUM_FRAMES}/{NUM_FRAMES} frames" in err and "ETA" in err
+  result = open_frames(out)
+  assert (result.num_frames, result.height, result.width, result.fps) == (NUM_FRAMES, 96, 160, 15.0)
+
+
+def test_streaming_output_equals_whole_clip_deblur(setup, capsys):
+  out = setup["root"] / "frames_out"
+  status, err = _run(capsys, "--input", setup["clip"], "--output", out,
+                     "--weights", setup["weights"])
+  assert status == 0, err
+  got = np.stack(list(open_frames(out)))
+  want = _reference(setup)
+  assert got.shape == want.shape == (NUM_FRAMES, 96, 160, 3)
+  assert np.abs(got.astype(int) - want).max() <= 1
+  assert np.mean(got != want) < 1e-3
+  assert np.abs(want.astype(int) - setup["frames"]).mean() > 1  # the model changed them
+
+
+def test_compare_max_frames_and_iterations(setup, capsys):
+  out = setup["root"] / "compare"
+  status, err = _run(capsys, "--input", setup["clip"], "--output", out, "--weights",
+                     setup["weights"], "--compare", "--max-frames", 5, "--iterations", 3)
+  assert status == 0, err
+  got = np.stack(list(open_frames(out)))
+  assert got.shape == (5, 96, 320, 3)
+  np.testing.assert_array_equal(got[:, :, :160], setup["frames"][:5])
+  want = setup["model"].deblur(setup["params"], setup["frames"][:5] / 255.0, iterations=3)
+  want = np.asarray(metrics.quantize(want)).astype(np.uint8)
+  assert np.abs(got[:, :, 160:].astype(int) - want).max() <= 1
+
+
+def test_tiles_from_a_folder(setup, capsys):
+  folder = setup["root"] / "in_frames"
+  with FrameSink(folder) as sink:
+    for frame in setup["frames"][:4]:
+      sink.write(frame)
+  out = setup["root"] / "tiled.mp4"
+  status, err = _run(capsys, "--input", folder, "--output", out, "--weights",
+                     setup["weights"], "--tile-size", 64, "--tile-overlap", 16)
+  assert status == 0, err
+  assert "6 tiles of 64x64" in err
+  result = open_frames(out)
+  assert (result.num_frames, result.height, result.width) == (4, 96, 160)
+  assert result.fps == 30.0  # frames from a folder have none: the default
+  decoded = np.stack(list(result)).astype(float)
+  assert np.abs(decoded - _reference(setup, setup["frames"][:4])).mean() < 3  # H.264 + tiles
+
+
+def test_existing_output_is_refused_and_kept(setup, capsys):
+  out = setup["root"] / "exists.mp4"
+  out.write_bytes(b"precious")
+  status, err = _run(capsys, "--input", setup["clip"], "--output", out,
+                     "--weights", setup["weights"])
+  assert status == 2
+  assert err.startswith("error: ") and "already exists" in err and str(out) in err
+  assert out.read_bytes() == b"precious"
+  status, err = _run(capsys, "--input", setup["clip"], "--output", out, "--weights",
+                     setup["weights"], "--overwrite", "--max-frames", 2)
+  assert status == 0, err
+  assert open_frames(out).num_frames == 2
+
+
+def test_bad_inputs_exit_2_with_one_message(setup, capsys):
+  root, clip, weights = setup["root"], setup["clip"], setup["weights"]
+  garbage = root / "garbage.mp4"
+  garbage.write_bytes(b"\x00not a video" * 300)
+  other = root / "other_model.safetensors"
+  save_file({"encoder.weight": np.zeros((3, 3), np.float32)}, other)
+  blocker = root / "blocker"
+  blocker.write_text("a file")
+  empty_run = root / "empty_run"
+  empty_run.mkdir()
+  cases = [
+      (["--input", root / "missing.mp4", "--output", root / "bad1.mp4", "--weights", weights],
+       f"{root / 'missing.mp4'}: no such"),
+      (["--input", garbage, "--output", root / "bad2.mp4", "--weights", weights],
+       f"{garbage}: cannot be read as a video"),
+      (["--input", clip, "--output", root / "bad3.mp4", "--weights", root / "none.safetensors"],
+       "weight file not found"),
+      (["--input", clip, "--output", root / "bad4.mp4", "--weights", other],
+       "not an IFI-RNN weight file"),
+      (["--input", clip, "--output", blocker / "bad5.mp4", "--weights", weights],
+       f"{blocker / 'bad5.mp4'}: cannot write here"),
+      (["--input", clip, "--output", root / "bad6.mp4", "--weights", weights, "--iterations", 0],
+       "--iterations must be >= 1"),
+      (["--input", clip, "--output", root / "bad7.mp4", "--weights", weights,
+        "--tile-size", 64, "--tile-overlap", 40], "tile overlap"),
+      (["--input", clip, "--output", root / "bad8.mp4", "--workdir", root / "no_run"],
+       f"{root / 'no_run'}: no such work directory"),
+      (["--input", clip, "--output", root / "bad9.mp4", "--workdir", empty_run],
+       f"{empty_run}: no periodic checkpoints"),
+  ]
+  for args, message in cases:
+    status, err = _run(capsys, *args)
+    assert status == 2, (args, err)
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1], (args, err)
+    assert "Traceback" not in err
+  # Nothing was written for any of them.
+  assert not any("bad" in p.name for p in root.iterdir())
+
+
+def test_usage_errors_exit_2(setup, capsys):
+  status, err = _run(capsys, "--input", setup["clip"], "--output", "x.mp4")
+  assert status == 2 and "one of the arguments --weights --workdir is required" in err
+
+
+def test_workdir_checkpoint_gives_same_output_as_weights(setup, capsys):
+  from ifirnn_jax.checkpoint import RunCheckpoints
+  workdir = setup["root"] / "run"
+  checkpoints = RunCheckpoints(workdir, keep=2)
+  checkpoints.save(7, setup["params"], {"step": jnp.asarray(7)}, setup["model"])
+  checkpoints.wait()
+  checkpoints.close()
+  outs = []
+  for name, source in (("from_run", ["--workdir", workdir, "--step", 7]),
+                       ("from_weights", ["--weights", setup["weights"]])):
+    out = setup["root"] / name
+    status, err = _run(capsys, "--input", setup["clip"], "--output", out, "--max-frames", 3,
+                       *source)
+    assert status == 0, err
+    outs.append(np.stack(list(open_frames(out))))
+  np.testing.assert_array_equal(outs[0], outs[1])
+  status, err = _run(capsys, "--input", setup["clip"], "--output", setup["root"] / "bad_step",
+                     "--workdir", workdir, "--step", 8)
+  assert status == 2 and "no checkpoint at step 8" in err
