@@ -9,12 +9,14 @@
 
 from ifirnn_jax.models import IFIRNN, GateTrace, straight_through_gumbel
 from ifirnn_jax.losses import content_loss, gate_regularizer, total_loss
+from ifirnn_jax.checkpoint import CheckpointError, load_checkpoint
 from ifirnn_jax.weights import (WeightsError, load_model, load_weights, save_weights,
                                 to_torch_state_dict, from_torch_state_dict)
 
 __all__ = [
     "IFIRNN", "GateTrace", "straight_through_gumbel",
     "content_loss", "gate_regularizer", "total_loss",
+    "CheckpointError", "load_checkpoint",
     "WeightsError", "load_model", "load_weights", "save_weights",
     "to_torch_state_dict", "from_torch_state_dict",
 ]

@@ -16,9 +16,10 @@ float32 rounding (tests/test_models.py checks this against torch).
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
+import numpy as np
 
 Array = jax.Array
 _DIMS = ("NHWC", "HWIO", "NHWC")
@@ -70,7 +71,7 @@ def strided5x5_as_space_to_depth_kernel(kernel: Array) -> Array:
 
 # Transposed 4x4/s2/p1: output row 2Y + a reads input row Y + d (d = -1, 0, 1) through
 # kernel tap ky = a + 1 - 2d; index 4 marks "no tap" (a zero row appended below).
-_TRANSPOSED_TAPS = jnp.array([[3, 4], [1, 2], [4, 0]])  # [d + 1, a] -> ky
+_TRANSPOSED_TAPS = np.array([[3, 4], [1, 2], [4, 0]])  # [d + 1, a] -> ky
 
 
 def transposed4x4_as_conv_kernel(kernel: Array) -> Array:

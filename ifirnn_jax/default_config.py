@@ -1,0 +1,162 @@
+"""The base ConfigDict every experiment in `configs/` starts from, and its validation.
+
+Defaults are the paper's recipe (Section 4.2, TRAINING.md): Adam 1e-4 halved every
+200 epochs for 500 epochs, 4 clips of 12 frames, 256x256 crops, flips and 90-degree
+rotations, noise sigma = |s|, s ~ N(0, 2^2) (8-bit units) on the blurry input.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import ml_collections
+
+MODEL_NAME = re.compile(r"^C([12])H([1-9]\d*)(-reg)?$")
+LAYOUTS = ("gopro", "dvd", "bsd", "generic")
+
+# Training frames per dataset (one epoch = every frame seen once in a 12-frame clip).
+TRAIN_FRAMES = {"gopro": 2103, "dvd": 5708, "bsd": 6000}
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the field."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Paper defaults; experiment files change the model, the data and the schedule."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "C2H3"          # C{1,2}H{N}[-reg]: cells, iterations, gated training
+  c.model.n1 = 20                # F_B widths at full, 1/2, 1/4 resolution
+  c.model.n2 = 40
+  c.model.n3 = 60
+  c.model.nh = 20                # hidden-state channels
+  c.model.num_resblocks = 6      # ResBlocks in F_R
+  c.model.gate_hidden = 16
+  c.model.residual_output = True
+  c.model.compute_dtype = "float32"  # 'bfloat16' for GPUs
+  c.model.scan_unroll = 0        # 0: auto (fully unrolled on CPU, 1 on GPU); or an int
+  c.model.remat = False          # jax.checkpoint each frame step (bounds training memory)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.layout = "gopro"        # gopro | dvd | bsd | generic (TRAINING.md layouts)
+  c.data.root = ""               # the dataset's folder (the user downloads it)
+  c.data.blur_dir = "blur_gamma"  # GOPRO only: 'blur' or 'blur_gamma' (the paper's)
+  c.data.train_split = "train"
+  c.data.eval_split = "test"
+  c.data.make_default_if_missing = False  # demo: generate the embedded dataset at root
+  c.data.cache_frames = False    # decode every training frame once into memory
+
+  c.clip_length = 12             # T frames per training clip
+  c.crop_size = 256
+  c.batch_size = 4               # global batch (clips), split over processes/devices
+  c.noise_std_sigma = 2.0        # sigma ~ |N(0, 2^2)| per clip, 8-bit units
+  c.augment = True
+
+  c.learning_rate = 1e-4
+  c.num_epochs = 500
+  c.lr_halve_every_epochs = 200
+  c.train_frames = TRAIN_FRAMES["gopro"]
+  # -1: derived, num_epochs * steps_per_epoch with
+  #     steps_per_epoch = ceil(train_frames / (batch_size * clip_length))   (GOPRO: 44)
+  c.num_train_steps = -1
+  c.lr_halve_every_steps = -1    # -1: lr_halve_every_epochs * steps_per_epoch
+  c.init_from = ""               # fine-tuning: a workdir or weight file to start from
+  c.grad_clip_norm = 0.0         # 0: off (the paper does not clip)
+  c.reg_lambda = 10.0            # lambda of L_total = L_content + lambda * L_reg
+  c.reg_tau = 0.75               # tau of L_reg
+
+  c.log_every_steps = 50
+  c.image_every_steps = 1000
+  c.eval_every_steps = 2200      # validation PSNR/SSIM (about every 50 GOPRO epochs)
+  c.checkpoint_every_steps = 1100
+  c.keep_checkpoints = 3         # the last K periodic checkpoints (+ the best one)
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.skip_first = 4          # the paper's protocol: skip the first 4 frames ...
+  c.eval.skip_last = 1           # ... and the last frame of every sequence
+  c.eval.max_sequences = 2       # validation during training: this many sequences (-1: all)
+  c.eval.max_frames = 20         # ... and at most this many frames each (-1: all)
+  c.final_eval = True            # full evaluation (all test sequences) when training ends
+  return c
+
+
+def model_fields(name: str) -> dict:
+  """'C2H3-reg' -> dict(cells=2, iterations=3, gated=True)."""
+  match = MODEL_NAME.match(name)
+  if not match:
+    raise ConfigError(f"config.model.name: unknown model {name!r}; expected C1HN or C2HN, "
+                     "optionally with -reg (e.g. C2H3-reg)")
+  return dict(cells=int(match.group(1)), iterations=int(match.group(2)),
+              gated=bool(match.group(3)))
+
+
+def paper_config(model_name: str, dataset: str = "gopro") -> ml_collections.ConfigDict:
+  """A Table 1 (GOPRO) / Table 2 (DVD) / BSD experiment of the paper's recipe."""
+  c = base_config()
+  c.model.name = model_name
+  c.data.layout = dataset
+  c.data.blur_dir = "blur_gamma" if dataset == "gopro" else ""
+  c.train_frames = TRAIN_FRAMES[dataset]
+  return c
+
+
+def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`runlocal`-style shrink of any config: tiny widths, crops and schedule (tests, CPU)."""
+  c.model.update(n1=4, n2=6, n3=8, nh=4, num_resblocks=1, gate_hidden=4)
+  c.update(clip_length=3, crop_size=16, batch_size=2, num_train_steps=4,
+           lr_halve_every_steps=2, log_every_steps=1, image_every_steps=2,
+           eval_every_steps=2, checkpoint_every_steps=2, keep_checkpoints=2)
+  c.eval.update(max_sequences=1, max_frames=6, skip_first=1, skip_last=1)
+  return c
+
+
+def steps_per_epoch(c: ml_collections.ConfigDict) -> int:
+  return max(1, math.ceil(c.train_frames / (c.batch_size * c.clip_length)))
+
+
+def num_train_steps(c: ml_collections.ConfigDict) -> int:
+  return c.num_train_steps if c.num_train_steps > 0 else c.num_epochs * steps_per_epoch(c)
+
+
+def lr_halve_every_steps(c: ml_collections.ConfigDict) -> int:
+  if c.lr_halve_every_steps > 0:
+    return c.lr_halve_every_steps
+  return c.lr_halve_every_epochs * steps_per_epoch(c)
+
+
+def validate(c: ml_collections.ConfigDict, process_count: int = 1) -> None:
+  """Raises ValueError naming the config field, before anything is compiled."""
+  model_fields(c.model.name)
+  for field in ("n1", "n2", "n3", "nh", "gate_hidden"):
+    value = c.model[field]
+    if not isinstance(value, int) or value < 1:
+      raise ConfigError(f"config.model.{field} must be an integer >= 1, got {value!r}")
+  if c.model.compute_dtype not in ("float32", "bfloat16"):
+    raise ConfigError(f"config.model.compute_dtype must be 'float32' or 'bfloat16', "
+                     f"got {c.model.compute_dtype!r}")
+  if c.data.layout not in LAYOUTS:
+    raise ConfigError(f"config.data.layout must be one of {LAYOUTS}, got {c.data.layout!r}")
+  if c.data.layout == "gopro" and c.data.blur_dir not in ("blur", "blur_gamma"):
+    raise ConfigError(f"config.data.blur_dir must be 'blur' or 'blur_gamma', got {c.data.blur_dir!r}")
+  if not c.data.root:
+    raise ConfigError("config.data.root is empty: give the dataset folder, e.g. "
+                     "--config.data.root=/data/GOPRO_Large")
+  if not c.data.make_default_if_missing and not Path(c.data.root).is_dir():
+    raise ConfigError(f"config.data.root: {c.data.root} is not a folder")
+  for field in ("clip_length", "batch_size", "learning_rate", "log_every_steps",
+                "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
+    if not c[field] > 0:
+      raise ConfigError(f"config.{field} must be > 0, got {c[field]!r}")
+  if c.crop_size % 4 or c.crop_size < 4:
+    raise ConfigError(f"config.crop_size must be a positive multiple of 4, got {c.crop_size}")
+  if c.batch_size % process_count:
+    raise ConfigError(f"config.batch_size={c.batch_size} must be divisible by the "
+                     f"{process_count} processes")
+  if c.noise_std_sigma < 0 or c.reg_lambda < 0 or not 0 <= c.reg_tau <= 1:
+    raise ConfigError("config.noise_std_sigma and config.reg_lambda must be >= 0, "
+                     "config.reg_tau in [0, 1]")

@@ -1,0 +1,40 @@
+"""`python -m ifirnn_jax.export --workdir W --out model.safetensors [--step S | --best]`.
+
+Writes a training run's parameters as a weight file with the spec's PyTorch names and
+layouts (load it with `ifr.load_model`, or into a PyTorch module of the spec).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ifirnn_jax import checkpoint, weights
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m ifirnn_jax.export", description=__doc__)
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--out", required=True, help="the .safetensors file to write")
+  parser.add_argument("--step", type=int, default=None)
+  parser.add_argument("--best", action="store_true", help="the best validation PSNR checkpoint")
+  parser.add_argument("--overwrite", action="store_true")
+  args = parser.parse_args(argv)
+  out = Path(args.out)
+  if out.exists() and not args.overwrite:
+    print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
+    return 2
+  try:
+    model, params = checkpoint.load_checkpoint(args.workdir, args.step, best=args.best)
+    weights.save_weights(params, out, model=model)
+  except (checkpoint.CheckpointError, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(f"wrote {model.name} ({model.architecture()}) to {out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,317 @@
+"""Training: `python -m ifirnn_jax.train --config configs/<x>.py --workdir W`.
+
+Reads top to bottom as the recipe (flax examples/imagenet, big_vision): the optimizer,
+the pure `train_step`, then `train_and_evaluate` in banner-separated sections: logging,
+mesh, data, model and optimizer, checkpoints (exact resume), loop, final evaluation.
+
+Data parallel: one `jax.jit` step over a device Mesh with the batch sharded on the
+'data' axis (NamedSharding), 1 to N devices with no code change; several hosts through
+`jax.distributed` (flags, or auto-detected under SLURM), each process feeding its slice
+of every global batch. Exact resume: batch k and the gate's noise at step k are pure
+functions of (seed, k), so a restarted run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from data_pipeline import input_pipeline, layouts
+from ifirnn_jax import checkpoint as ckpt
+from ifirnn_jax import default_config, evaluate, losses
+from ifirnn_jax.models import IFIRNN, Params
+
+
+class TrainingError(Exception):
+  """A run that cannot go on (non-finite loss, unusable init_from, ...)."""
+
+
+@struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Params
+  opt_state: optax.OptState
+
+
+# ------------------------------------------------------------------ model, optimizer
+def create_model(config: ml_collections.ConfigDict, backend: str | None = None) -> IFIRNN:
+  """The IFIRNN of `config.model` (scan_unroll 0 = full unroll on CPU, 1 elsewhere)."""
+  m = config.model
+  unroll = m.scan_unroll
+  if unroll == 0:
+    unroll = True if (backend or jax.default_backend()) == "cpu" else 1
+  return IFIRNN(**default_config.model_fields(m.name), n1=m.n1, n2=m.n2, n3=m.n3, nh=m.nh,
+                num_resblocks=m.num_resblocks, gate_hidden=m.gate_hidden,
+                residual_output=m.residual_output, compute_dtype=m.compute_dtype,
+                scan_unroll=unroll, remat=m.remat)
+
+
+def create_learning_rate_fn(config: ml_collections.ConfigDict) -> optax.Schedule:
+  """lr halved every `lr_halve_every_steps` (the paper: 1e-4, halved every 200 epochs)."""
+  return optax.exponential_decay(config.learning_rate,
+                                 default_config.lr_halve_every_steps(config),
+                                 decay_rate=0.5, staircase=True)
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  adam = optax.adam(create_learning_rate_fn(config), b1=0.9, b2=0.999)
+  if config.grad_clip_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
+  return adam
+
+
+# ------------------------------------------------------------------ the step
+def train_step(state: TrainState, batch: dict[str, jax.Array], seed_key: jax.Array, *,
+               model: IFIRNN, tx: optax.GradientTransformation,
+               lr_fn: optax.Schedule, reg_lambda: float, reg_tau: float
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One Adam step on L_content (+ lambda * L_reg for gated models), through all frames.
+
+  batch: {'blur', 'sharp'}: [B, T, H, W, 3] float32 in [0, 1], sharded on 'data'.
+  The gate's Gumbel noise comes from fold_in(seed_key, step): a pure function of both.
+  """
+  gate_key = jax.random.fold_in(seed_key, state.step)
+
+  def loss_fn(params):
+    output, _, trace = model.apply_sequence(
+        params, batch["blur"], gate_mode="gumbel" if model.gated else None,
+        gate_key=gate_key if model.gated else None)
+    loss, terms = losses.total_loss(output, batch["sharp"], trace, reg_lambda, reg_tau)
+    return loss, terms
+
+  (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = dict(terms, loss=loss, grad_norm=optax.global_norm(grads),
+                 learning_rate=lr_fn(state.step))
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def _load_init_params(path: str, model: IFIRNN) -> Params:
+  """Params to fine-tune from: a workdir (latest checkpoint) or a weight file."""
+  from ifirnn_jax import weights  # local: only fine-tuning needs it
+  try:
+    if Path(path).is_dir():
+      source_model, params = ckpt.load_checkpoint(path)
+      if source_model.architecture() != model.architecture():
+        raise TrainingError(f"config.init_from: {path} holds {source_model.name} "
+                            f"{source_model.architecture()}, not {model.architecture()}")
+      return params
+    return weights.load_weights(path, model)
+  except (ckpt.CheckpointError, weights.WeightsError) as e:
+    raise TrainingError(f"config.init_from: {e}") from None
+
+
+def _sequences(config: ml_collections.ConfigDict, split: str,
+               clip_length: int | None = None) -> list:
+  extra = {"blur_dir": config.data.blur_dir} if config.data.layout == "gopro" else {}
+  return layouts.find_sequences(config.data.root, config.data.layout, split,
+                                clip_length=clip_length, **extra)
+
+
+def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
+  stacked = jax.device_get(history)
+  return {k: float(np.mean([h[k] for h in stacked])) for k in stacked[0]}
+
+
+# ------------------------------------------------------------------ the loop
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains `config` in `workdir` (resuming from its last checkpoint) and evaluates.
+
+  Returns the final evaluation summary (or {} when config.final_eval is off).
+  """
+  workdir_path = Path(workdir)
+  default_config.validate(config, jax.process_count())
+  num_steps = default_config.num_train_steps(config)
+  is_main = jax.process_index() == 0
+
+  # ---------------------------------------------------------------- data (made first,
+  # so bad paths and bad files fail before anything is compiled)
+  if config.data.make_default_if_missing:
+    from data_pipeline import default_data
+    if is_main:
+      default_data.ensure_default_dataset(config.data.root)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("default data ready")
+  train_sequences = _sequences(config, config.data.train_split, config.clip_length)
+  eval_sequences = _sequences(config, config.data.eval_split)
+
+  # ---------------------------------------------------------------- logging
+  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  if is_main:
+    workdir_path.mkdir(parents=True, exist_ok=True)
+    ckpt.write_json_atomic(workdir_path / "config.json", config.to_dict())
+    writer.write_hparams({k: v for k, v in config.to_dict().items()
+                          if isinstance(v, (int, float, str, bool))})
+
+  # ---------------------------------------------------------------- mesh
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  replicated = NamedSharding(mesh, P())
+  data_sharding = NamedSharding(mesh, P("data"))
+  if config.batch_size % jax.device_count():
+    raise default_config.ConfigError(f"config.batch_size={config.batch_size} must be divisible by the "
+                     f"{jax.device_count()} devices")
+  logging.info("%d devices on %d processes; global batch %d", jax.device_count(),
+               jax.process_count(), config.batch_size)
+
+  # ---------------------------------------------------------------- model, optimizer
+  model = create_model(config)
+  tx = create_optimizer(config)
+  lr_fn = create_learning_rate_fn(config)
+  seed_key = jax.random.key(config.seed)
+
+  def init_state(params):
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+  abstract = jax.eval_shape(lambda k: init_state(model.init(k)), seed_key)
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                          abstract)
+
+  # ---------------------------------------------------------------- checkpoints
+  checkpoints = ckpt.RunCheckpoints(workdir_path, keep=config.keep_checkpoints)
+  latest = checkpoints.latest_step()
+  if latest is not None:
+    params, train = checkpoints.restore(latest, abstract.params,
+                                        {"step": abstract.step, "opt_state": abstract.opt_state})
+    state = TrainState(step=train["step"], params=params, opt_state=train["opt_state"])
+    logging.info("Resumed from %s at step %d", workdir_path / "checkpoints", latest)
+  else:
+    params = (_load_init_params(config.init_from, model) if config.init_from
+              else model.init(jax.random.fold_in(seed_key, -1 % 2**31)))
+    state = jax.jit(init_state, out_shardings=replicated)(params)
+  start_step = int(jax.device_get(state.step))
+
+  step_fn = jax.jit(
+      functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn,
+                        reg_lambda=config.reg_lambda, reg_tau=config.reg_tau),
+      in_shardings=(replicated, data_sharding, replicated),
+      out_shardings=(replicated, replicated), donate_argnums=0)
+
+  train_iter = input_pipeline.make_train_iterator(
+      train_sequences, batch_size=config.batch_size, clip_length=config.clip_length,
+      crop_size=config.crop_size, seed=config.seed, start_step=start_step,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      noise_std_sigma=config.noise_std_sigma, augment=config.augment,
+      cache_frames=config.data.cache_frames)
+
+  # ---------------------------------------------------------------- loop
+  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
+                                           every_secs=None, every_steps=config.log_every_steps)
+  history: list[dict[str, jax.Array]] = []
+  last_log_time, last_log_step = time.perf_counter(), start_step
+  step = start_step
+  logging.info("Training %s for %d steps (from step %d)", model.name, num_steps, start_step)
+  with mesh:
+    for step in range(start_step + 1, num_steps + 1):
+      local = next(train_iter)
+      batch = {k: jax.make_array_from_process_local_data(data_sharding, v)
+               for k, v in local.items()}
+      state, metrics = step_fn(state, batch, seed_key)
+      loss = float(metrics["loss"])
+      if not math.isfinite(loss):
+        checkpoints.wait()
+        raise TrainingError(
+            f"non-finite loss ({loss}) at step {step}: stopping. The last good checkpoint "
+            f"(step {checkpoints.latest_step()}) in {workdir_path / 'checkpoints'} is intact; "
+            "lower config.learning_rate or set config.grad_clip_norm and restart.")
+      history.append(metrics)
+      report(step)
+
+      if step % config.log_every_steps == 0 or step == num_steps:
+        now = time.perf_counter()
+        scalars = _mean_metrics(history)
+        steps_per_sec = (step - last_log_step) / (now - last_log_time)
+        scalars.update(steps_per_sec=steps_per_sec,
+                       clips_per_sec=steps_per_sec * config.batch_size)
+        writer.write_scalars(step, scalars)
+        history, last_log_time, last_log_step = [], now, step
+
+      if step % config.eval_every_steps == 0 or step == num_steps:
+        summary = evaluate.evaluate_sequences(
+            model, _host_params(state.params), eval_sequences,
+            skip_first=config.eval.skip_first, skip_last=config.eval.skip_last,
+            max_sequences=config.eval.max_sequences, max_frames=config.eval.max_frames,
+            keep_example=True)
+        writer.write_scalars(step, {"val_psnr": summary.psnr, "val_ssim": summary.ssim,
+                                    "val_blurry_psnr": summary.blurry_psnr})
+        if summary.example is not None:
+          writer.write_images(step, {k: v[None] for k, v in summary.example.items()})
+        checkpoints.save_best(step, state.params, model, summary.psnr)
+
+      if step % config.checkpoint_every_steps == 0 or step == num_steps:
+        checkpoints.save(step, state.params, {"step": state.step, "opt_state": state.opt_state},
+                         model)
+  checkpoints.wait()
+  checkpoints.close()
+  writer.flush()
+
+  # ---------------------------------------------------------------- final evaluation
+  if not config.final_eval:
+    return {}
+  summary = evaluate.evaluate_sequences(
+      model, _host_params(state.params), eval_sequences, skip_first=config.eval.skip_first,
+      skip_last=config.eval.skip_last, keep_example=True, progress=is_main)
+  if is_main:
+    print(evaluate.format_table(summary, model.name))
+    evaluate.write_results(summary, workdir_path / "eval", model.name)
+    if summary.example is not None:
+      path = evaluate.write_before_after(summary.example, workdir_path / "before_after.png")
+      print(f"before/after image: {path}")
+  return summary.as_dict()
+
+
+def _host_params(params: Params) -> Params:
+  """Replicated (possibly multi-process) params as local arrays for evaluation."""
+  return jax.tree.map(lambda x: jnp.asarray(np.asarray(x.addressable_data(0))), params)
+
+
+# ------------------------------------------------------------------ command line
+def main(argv: list[str]) -> None:
+  """Kept short (flax examples/imagenet main.py): flags, platform set-up, then the run."""
+  del argv
+  import sys
+  from data_pipeline.errors import DataError
+  from ifirnn_jax import cli
+  config = _FLAGS.config
+  workdir = _FLAGS.workdir or str(Path("workdirs") / Path(_FLAGS["config"].config_filename
+                                                         .split(":")[0]).stem)
+  cli.initialize_distributed(_FLAGS.coordinator_address, _FLAGS.num_processes,
+                             _FLAGS.process_id)
+  try:
+    train_and_evaluate(config, workdir)
+  except (default_config.ConfigError, DataError, TrainingError, ckpt.CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  from ml_collections import config_flags
+
+  _FLAGS = flags.FLAGS
+  config_flags.DEFINE_config_file("config", None, "Experiment config file "
+                                  "(configs/<x>.py, or configs/<x>.py:tiny).",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go "
+                      "(default: workdirs/<config name>).")
+  flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 "
+                      "(auto-detected under SLURM).")
+  flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+  flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+  flags.mark_flags_as_required(["config"])
+  app.run(main)

@@ -1,0 +1,183 @@
+"""Training end to end on a tiny config: devices, processes, exact resume, failures.
+
+Runs are real `python -m ifirnn_jax.train` processes (the device count is fixed when
+JAX starts), on a small GOPRO-layout tree written here.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+  """GOPRO layout: train/test sequences of smooth images, blur = a horizontal box blur."""
+  from data_pipeline import image_io
+  root = tmp_path_factory.mktemp("gopro")
+  rng = np.random.default_rng(0)
+  for split, count in (("train", 2), ("test", 1)):
+    for s in range(count):
+      base = rng.uniform(size=(40, 56, 3))
+      for t in range(8):
+        sharp = np.roll(base, t, axis=1)
+        sharp = (sharp + np.roll(sharp, 1, 0) + np.roll(sharp, 1, 1)) / 3
+        blur = np.mean([np.roll(sharp, d, axis=1) for d in range(-2, 3)], axis=0)
+        for folder, image in (("sharp", sharp), ("blur", blur), ("blur_gamma", blur)):
+          path = root / split / f"seq{s}" / folder / f"{t + 100:06d}.png"
+          path.parent.mkdir(parents=True, exist_ok=True)
+          image_io.write_image(path, np.round(image * 255).astype(np.uint8))
+  return root
+
+
+def _train_cmd(dataset, workdir, *extra):
+  return [sys.executable, "-m", "ifirnn_jax.train", "--config", "configs/demo.py:tiny",
+          f"--config.data.root={dataset}", "--config.data.make_default_if_missing=False",
+          "--workdir", str(workdir), *extra]
+
+
+def _env(devices=1):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  return env
+
+
+def _run(cmd, devices=1, check=True, timeout=600):
+  result = subprocess.run(cmd, cwd=ROOT, env=_env(devices), capture_output=True, text=True,
+                          timeout=timeout)
+  if check and result.returncode != 0:
+    raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+  return result
+
+
+def _export(workdir, out):
+  _run([sys.executable, "-m", "ifirnn_jax.export", "--workdir", str(workdir), "--out", str(out)])
+  return load_file(out)
+
+
+def _assert_same(a, b, **tolerance):
+  assert a.keys() == b.keys()
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], err_msg=name, **tolerance)
+
+
+@pytest.fixture(scope="module")
+def reference_run(dataset, tmp_path_factory):
+  """An uninterrupted 1-device run of the tiny config: its exported weights and outputs."""
+  workdir = tmp_path_factory.mktemp("reference")
+  result = _run(_train_cmd(dataset, workdir, "--config.num_train_steps=6"))
+  return workdir, _export(workdir, workdir / "w.safetensors"), result
+
+
+def test_tiny_run_writes_checkpoints_metrics_and_results(reference_run):
+  workdir, weights, result = reference_run
+  assert (workdir / "config.json").is_file()
+  assert json.loads((workdir / "config.json").read_text())["model"]["name"] == "C2H2"
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["4", "6"]  # keep 2
+  assert len(list((workdir / "best").iterdir())) == 1
+  results = json.loads((workdir / "eval" / "results.json").read_text())
+  assert results["frames"] > 0 and np.isfinite(results["psnr"])
+  assert (workdir / "before_after.png").is_file()
+  assert "blurry input" in result.stdout and "PSNR" in result.stdout
+  assert list(workdir.glob("events.out.tfevents*")), "no TensorBoard events"
+  assert weights["cells.1.F_L.2.weight"].shape == (3, 4, 5, 5)
+
+
+def test_one_and_four_devices_reach_the_same_parameters(dataset, reference_run, tmp_path):
+  _, single, _ = reference_run
+  workdir = tmp_path / "two_devices"  # the tiny config's batch of 2, one clip per device
+  _run(_train_cmd(dataset, workdir, "--config.num_train_steps=6"), devices=2)
+  _assert_same(single, _export(workdir, tmp_path / "w.safetensors"), rtol=2e-4, atol=2e-6)
+
+  workdir4 = tmp_path / "four_devices"
+  ref4 = tmp_path / "ref4"
+  _run(_train_cmd(dataset, ref4, "--config.num_train_steps=4", "--config.batch_size=4"))
+  _run(_train_cmd(dataset, workdir4, "--config.num_train_steps=4", "--config.batch_size=4"),
+       devices=4)
+  _assert_same(_export(ref4, tmp_path / "r4.safetensors"),
+               _export(workdir4, tmp_path / "w4.safetensors"), rtol=2e-4, atol=2e-6)
+
+
+def test_two_processes_train_together_and_agree(dataset, reference_run, tmp_path):
+  _, single, _ = reference_run
+  workdir = tmp_path / "two"
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  procs = [subprocess.Popen(
+      _train_cmd(dataset, workdir, "--config.num_train_steps=6",
+                 "--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2",
+                 "--process_id", str(i)),
+      cwd=ROOT, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  outputs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-4000:]
+  assert "blurry input" in outputs[0][0] and "blurry input" not in outputs[1][0]
+  _assert_same(single, _export(workdir, tmp_path / "w.safetensors"), rtol=2e-4, atol=2e-6)
+
+
+def test_sigkill_then_restart_reaches_exactly_the_same_weights(dataset, reference_run, tmp_path):
+  _, single, _ = reference_run
+  workdir = tmp_path / "killed"
+  cmd = _train_cmd(dataset, workdir, "--config.num_train_steps=6")
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(1), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while time.time() < deadline and not (workdir / "checkpoints" / "2").is_dir():
+    if proc.poll() is not None:
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert (workdir / "checkpoints" / "2").is_dir(), "the run never wrote its first checkpoint"
+  assert not (workdir / "checkpoints" / "6").exists(), "killed too late to test resume"
+  result = _run(cmd)
+  assert "Resumed" in result.stderr
+  _assert_same(single, _export(workdir, tmp_path / "w.safetensors"), rtol=0, atol=0)
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(dataset, tmp_path):
+  workdir = tmp_path / "nan"
+  result = _run(_train_cmd(dataset, workdir, "--config.num_train_steps=6",
+                           "--config.learning_rate=1e30"), check=False)
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "non-finite loss" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flag,field", [
+    ("--config.model.name=C3H1", "config.model.name"),
+    ("--config.data.root=/no/such/folder", "config.data.root"),
+    ("--config.model.n1=0", "config.model.n1"),
+    ("--config.data.layout=nope", "config.data.layout")])
+def test_bad_config_fails_before_compiling_and_names_the_field(dataset, tmp_path, flag, field):
+  result = _run(_train_cmd(dataset, tmp_path / "bad", flag), check=False, timeout=120)
+  assert result.returncode == 2
+  assert field in result.stderr and "Traceback" not in result.stderr
+  assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+def test_load_checkpoint_returns_a_usable_model(reference_run):
+  import ifirnn_jax as ifr
+  workdir, weights, _ = reference_run
+  model, params = ifr.load_checkpoint(workdir)
+  assert model.name == "C2H2"
+  out = model.deblur(params, np.zeros((2, 10, 14, 3), np.float32))
+  assert out.shape == (2, 10, 14, 3)
+  state = ifr.to_torch_state_dict(params)
+  for name in weights:
+    np.testing.assert_array_equal(state[name], weights[name])
+  with pytest.raises(ifr.CheckpointError, match="no checkpoint at step 3"):
+    ifr.load_checkpoint(workdir, step=3)
