@@ -140,6 +140,13 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
   return height, width
 
 
+def _file_mode() -> int:
+  """0o666 less the process umask: what a plain open() would give (mkstemp gives 0600)."""
+  umask = os.umask(0o022)
+  os.umask(umask)
+  return 0o666 & ~umask
+
+
 def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
   """Writes uint8 [H, W, 3] to `path` atomically (format from the suffix).
 
@@ -170,6 +177,7 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
   os.close(fd)
   try:
     iio.imwrite(temp_name, image, plugin="pillow", extension=path.suffix)
+    os.chmod(temp_name, _file_mode())
     os.replace(temp_name, path)
   except Exception as e:
     Path(temp_name).unlink(missing_ok=True)

@@ -44,7 +44,8 @@ DEFAULT_TILE_OVERLAP = 32
 # ----------------------------------------------------------------------------- compute
 def deblur_frames(model: IFIRNN, params: Any, frames: Iterable[np.ndarray], *,
                   iterations: int | None = None,
-                  grid: tiling.TileGrid | None = None) -> Iterator[np.ndarray]:
+                  grid: tiling.TileGrid | None = None,
+                  adaptive: bool = False) -> Iterator[np.ndarray]:
   """Streams frames through the recurrence.
 
   Args:
@@ -53,6 +54,8 @@ def deblur_frames(model: IFIRNN, params: Any, frames: Iterable[np.ndarray], *,
     iterations: intra-frame iterations N (default: the model's).
     grid: tile the frames on this grid (each tile keeps its own hidden state);
       None deblurs whole frames.
+    adaptive: keep a gated model's gate (greedy: stop iterating a frame, or a tile,
+      once p(continue) <= 0.5), so easy frames take fewer iterations.
 
   Yields:
     L_t, float32 [H, W, 3], not clipped (equal to `model.deblur` of the whole clip
@@ -65,13 +68,14 @@ def deblur_frames(model: IFIRNN, params: Any, frames: Iterable[np.ndarray], *,
     if grid is None:
       if state is None:
         state = model.initial_state(*x.shape[:2])
-      out, state = model.step(params, x, state, iterations=iterations)
+      out, state = model.step(params, x, state, iterations=iterations, adaptive=adaptive)
       yield np.asarray(out)
     else:
       if state is None:
         weights = tiling.blend_weights(grid)
         state = model.initial_state(grid.tile_height, grid.tile_width, batch=grid.num_tiles)
-      out, state = model.step(params, tiling.split(x, grid), state, iterations=iterations)
+      out, state = model.step(params, tiling.split(x, grid), state, iterations=iterations,
+                              adaptive=adaptive)
       yield tiling.merge(np.asarray(out), grid, weights)
 
 
@@ -163,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="checkpoint step in --workdir (default: the latest)")
   parser.add_argument("--iterations", type=int, default=None,
                       help="intra-frame iterations N (default: the model's)")
+  parser.add_argument("--adaptive", action="store_true",
+                      help="gated (-reg) models: keep the gate, so easy frames stop early")
   parser.add_argument("--compare", action="store_true",
                       help="write input | output side by side (twice the width)")
   parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -217,6 +223,8 @@ def run(args: argparse.Namespace) -> None:
   _check_args(args)
   source = open_frames(args.input)
   model, params = load_network(args)
+  if args.adaptive and not model.gated:
+    raise ValueError(f"--adaptive needs a gated (-reg) model; {model.name} has no gate")
   iterations = model.iterations if args.iterations is None else args.iterations
   grid = choose_grid(source.height, source.width, args.tile_size, args.tile_overlap)
   total = source.num_frames
@@ -234,7 +242,8 @@ def run(args: argparse.Namespace) -> None:
                            overwrite=args.overwrite) as sink:
       # Two views of one stream (tee buffers at most one frame between them).
       frames, originals = itertools.tee(itertools.islice(source, args.max_frames))
-      outputs = deblur_frames(model, params, frames, iterations=iterations, grid=grid)
+      outputs = deblur_frames(model, params, frames, iterations=iterations, grid=grid,
+                              adaptive=args.adaptive)
       for done, (original, out) in enumerate(zip(originals, outputs), start=1):
         frame = to_uint8(out)
         if args.compare:

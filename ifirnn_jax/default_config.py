@@ -41,6 +41,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.compute_dtype = "float32"  # 'bfloat16' for GPUs
   c.model.scan_unroll = 0        # 0: auto (fully unrolled on CPU, 1 on GPU); or an int
   c.model.remat = False          # jax.checkpoint each frame step (bounds training memory)
+  # Start F_L's last conv at zero, so the untrained network is the identity (L_t = B_t);
+  # not in the paper (whose init is unpublished): used by the short demo schedule.
+  c.model.zero_init_output = False
 
   c.data = ml_collections.ConfigDict()
   c.data.layout = "gopro"        # gopro | dvd | bsd | generic (TRAINING.md layouts)
@@ -49,6 +52,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.train_split = "train"
   c.data.eval_split = "test"
   c.data.make_default_if_missing = False  # demo: generate the embedded dataset at root
+  # Size of that embedded dataset (data_pipeline.default_data.DatasetSpec fields).
+  c.data.default_data = ml_collections.ConfigDict(dict(
+      height=128, width=160, frames_per_sequence=24, train_sequences=14, test_sequences=4))
   c.data.cache_frames = False    # decode every training frame once into memory
 
   c.clip_length = 12             # T frames per training clip
@@ -112,6 +118,10 @@ def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
            lr_halve_every_steps=2, log_every_steps=1, image_every_steps=2,
            eval_every_steps=2, checkpoint_every_steps=2, keep_checkpoints=2)
   c.eval.update(max_sequences=1, max_frames=6, skip_first=1, skip_last=1)
+  c.data.default_data.update(height=32, width=48, frames_per_sequence=6, train_sequences=2,
+                             test_sequences=1)
+  if c.data.make_default_if_missing:  # never rebuild the full-size data with tiny sizes
+    c.data.root = c.data.root.rstrip("/") + "_tiny"
   return c
 
 

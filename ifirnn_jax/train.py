@@ -60,6 +60,16 @@ def create_model(config: ml_collections.ConfigDict, backend: str | None = None) 
                 scan_unroll=unroll, remat=m.remat)
 
 
+def initial_params(config: ml_collections.ConfigDict, model: IFIRNN, key: jax.Array) -> Params:
+  """model.init (PyTorch's default init), optionally with F_L's last conv at zero."""
+  params = model.init(key)
+  if config.model.zero_init_output:
+    last = params[f"cells_{model.cells - 1}"]["F_L_2"]
+    last = jax.tree.map(jnp.zeros_like, last)
+    params[f"cells_{model.cells - 1}"]["F_L_2"] = last
+  return params
+
+
 def create_learning_rate_fn(config: ml_collections.ConfigDict) -> optax.Schedule:
   """lr halved every `lr_halve_every_steps` (the paper: 1e-4, halved every 200 epochs)."""
   return optax.exponential_decay(config.learning_rate,
@@ -144,7 +154,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if config.data.make_default_if_missing:
     from data_pipeline import default_data
     if is_main:
-      default_data.ensure_default_dataset(config.data.root)
+      default_data.ensure_default_dataset(config.data.root, **config.data.default_data)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices("default data ready")
@@ -192,7 +202,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info("Resumed from %s at step %d", workdir_path / "checkpoints", latest)
   else:
     params = (_load_init_params(config.init_from, model) if config.init_from
-              else model.init(jax.random.fold_in(seed_key, -1 % 2**31)))
+              else initial_params(config, model, jax.random.fold_in(seed_key, 2**31 - 1)))
     state = jax.jit(init_state, out_shardings=replicated)(params)
   start_step = int(jax.device_get(state.step))
 

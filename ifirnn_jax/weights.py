@@ -126,6 +126,9 @@ def save_weights(params: Params, path: str | os.PathLike, model: IFIRNN | None =
   os.close(fd)
   try:
     save_file(state, tmp, metadata=metadata)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
     os.replace(tmp, path)
   except BaseException:
     Path(tmp).unlink(missing_ok=True)
