@@ -181,3 +181,13 @@ def test_load_checkpoint_returns_a_usable_model(reference_run):
     np.testing.assert_array_equal(state[name], weights[name])
   with pytest.raises(ifr.CheckpointError, match="no checkpoint at step 3"):
     ifr.load_checkpoint(workdir, step=3)
+
+
+def test_demo_config_makes_its_embedded_data_and_trains(tmp_path):
+  """The README's main command, at the tiny size: data made on the fly, table printed."""
+  root = tmp_path / "default"
+  result = _run([sys.executable, "-m", "ifirnn_jax.train", "--config", "configs/demo.py:tiny",
+                 f"--config.data.root={root}", "--workdir", str(tmp_path / "demo")])
+  assert (root / "default_data.json").is_file()  # made by the run
+  assert "blurry input" in result.stdout and "gain" in result.stdout
+  assert (tmp_path / "demo" / "before_after.png").is_file()
