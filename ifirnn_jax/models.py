@@ -20,7 +20,7 @@ from flax import traverse_util
 import jax
 import jax.numpy as jnp
 
-from ifirnn_jax.layers import Conv, ConvTranspose, ResBlock
+from ifirnn_jax.layers import CONV_IMPLS, Conv, ConvTranspose, ResBlock
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -37,14 +37,18 @@ class Cell(nn.Module):
   nh: int = 20
   num_resblocks: int = 6
   with_latent: bool = True
+  conv_impl: str = "xla"
 
   def setup(self):
-    fused = self.n3 + self.nh
-    self.F_B = [Conv(self.n1, 5), Conv(self.n2, 5, stride=2), Conv(self.n3, 5, stride=2)]
-    self.F_R = [ResBlock(fused) for _ in range(self.num_resblocks)]
-    self.F_h = [Conv(self.nh, 3), ResBlock(self.nh), Conv(self.nh, 3)]
+    fused, impl = self.n3 + self.nh, self.conv_impl
+    self.F_B = [Conv(self.n1, 5, impl=impl), Conv(self.n2, 5, stride=2, impl=impl),
+                Conv(self.n3, 5, stride=2, impl=impl)]
+    self.F_R = [ResBlock(fused, impl=impl) for _ in range(self.num_resblocks)]
+    self.F_h = [Conv(self.nh, 3, impl=impl), ResBlock(self.nh, impl=impl),
+                Conv(self.nh, 3, impl=impl)]
     if self.with_latent:
-      self.F_L = [ConvTranspose(self.n2), ConvTranspose(self.n1), Conv(3, 5)]
+      self.F_L = [ConvTranspose(self.n2, impl=impl), ConvTranspose(self.n1, impl=impl),
+                  Conv(3, 5, impl=impl)]
 
   def blur_features(self, frames: Array) -> Array:
     """F_B: frames [N, H, W, 3] -> blur_features [N, H/4, W/4, n3]."""
@@ -146,6 +150,10 @@ class IFIRNN:
     remat: rematerialise each frame step in the backward pass (bounds training memory).
     compute_dtype: 'float32' or 'bfloat16' (activations and weights in the forward pass;
       parameters stay float32).
+    conv_impl: 3x3 convolution algorithm: 'xla' (default), 'winograd' (F(4x4, 3x3) in
+      JAX, layers.py) or 'auto' (Winograd for float32 on CPU); same parameters. Winograd
+      made the CPU train step's compile 10x longer (135 s vs 12.5 s) and its memory 3.5x,
+      for no clear gain on this machine, so it is not the default.
   """
 
   cells: int = 2
@@ -161,6 +169,7 @@ class IFIRNN:
   scan_unroll: int | bool = 1
   remat: bool = False
   compute_dtype: str = "float32"
+  conv_impl: str = "xla"
 
   def __post_init__(self):
     if self.cells not in (1, 2):
@@ -172,6 +181,8 @@ class IFIRNN:
       raise ValueError(f"num_resblocks must be an integer >= 0, got {self.num_resblocks!r}")
     if self.compute_dtype not in ("float32", "bfloat16"):
       raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}")
+    if self.conv_impl not in CONV_IMPLS:
+      raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {self.conv_impl!r}")
 
   # ----------------------------------------------------------------- structure
   @property
@@ -187,7 +198,8 @@ class IFIRNN:
 
   def cell_modules(self) -> list[Cell]:
     return [Cell(self.n1, self.n2, self.n3, self.nh, self.num_resblocks,
-                 with_latent=(k == self.cells - 1)) for k in range(self.cells)]
+                 with_latent=(k == self.cells - 1), conv_impl=self.conv_impl)
+            for k in range(self.cells)]
 
   def gate_module(self) -> Gate:
     return Gate(self.gate_hidden)
@@ -323,15 +335,15 @@ class IFIRNN:
       return fused, hidden, None
 
     gate = self.gate_module()
+    if gate_mode == "greedy":
+      return self._iterate_greedy(fuse, next_hidden, fused, hidden, num_iterations,
+                                  lambda h: gate.apply({"params": gate_params}, h))
     batch = hidden.shape[0]
     mask = jnp.ones((batch,), hidden.dtype)
     gate_values, still_iterating = [], []
     for i in range(1, num_iterations):
       logits = gate.apply({"params": gate_params}, hidden).astype(jnp.float32)
-      if gate_mode == "gumbel":
-        g = straight_through_gumbel(jax.random.fold_in(key, i), logits)[:, 1]
-      else:  # greedy: continue while p(continue) > 0.5, i.e. logit_continue > logit_stop
-        g = (logits[:, 1] > logits[:, 0]).astype(jnp.float32)
+      g = straight_through_gumbel(jax.random.fold_in(key, i), logits)[:, 1]
       g = g.astype(hidden.dtype)
       still_iterating.append(jax.lax.stop_gradient(mask))
       gate_values.append(g)
@@ -347,6 +359,49 @@ class IFIRNN:
     else:
       gate_values = still_iterating = jnp.zeros((0, batch), jnp.float32)
     iterations = 1.0 + jnp.sum(jax.lax.stop_gradient(gate_values * still_iterating), axis=0)
+    return fused, hidden, (gate_values, still_iterating, iterations)
+
+  @staticmethod
+  def _iterate_greedy(fuse, next_hidden, fused, hidden, num_iterations, gate_logits):
+    """Adaptive inference: a `lax.while_loop` that really stops early.
+
+    Before iteration i, each sample continues while p(continue) > 0.5; the loop ends
+    once no sample of the batch continues (or after N iterations), so easy frames
+    cost fewer F_R / F_h passes. Same results as the masked loop with hard gates.
+    """
+    batch, decisions = hidden.shape[0], num_iterations - 1
+    zeros = jnp.zeros((decisions, batch), jnp.float32)
+    if decisions == 0:
+      return fused, hidden, (zeros, zeros, jnp.ones((batch,), jnp.float32))
+
+    def decide(i, hidden, mask, gate_values, still_iterating):
+      """The gate before iteration i (2..N), recorded at row i - 2."""
+      logits = gate_logits(hidden).astype(jnp.float32)
+      g = (logits[:, 1] > logits[:, 0]).astype(jnp.float32)
+      gate_values = gate_values.at[i - 2].set(g, mode="drop")
+      still_iterating = still_iterating.at[i - 2].set(mask, mode="drop")
+      return jnp.where(i <= num_iterations, mask * g, 0.0), gate_values, still_iterating
+
+    def keep_going(carry):
+      i, _, _, mask, _, _ = carry
+      return (i <= num_iterations) & jnp.any(mask > 0)
+
+    def iteration(carry):
+      i, fused, hidden, mask, gate_values, still_iterating = carry
+      candidate_fused = fuse(hidden)
+      candidate_hidden = next_hidden(candidate_fused)
+      m = mask.astype(hidden.dtype)[:, None, None, None]
+      fused = m * candidate_fused + (1 - m) * fused
+      hidden = m * candidate_hidden + (1 - m) * hidden
+      mask, gate_values, still_iterating = decide(i + 1, hidden, mask, gate_values,
+                                                  still_iterating)
+      return i + 1, fused, hidden, mask, gate_values, still_iterating
+
+    mask, gate_values, still_iterating = decide(
+        2, hidden, jnp.ones((batch,), jnp.float32), zeros, zeros)
+    _, fused, hidden, _, gate_values, still_iterating = jax.lax.while_loop(
+        keep_going, iteration, (2, fused, hidden, mask, gate_values, still_iterating))
+    iterations = 1.0 + jnp.sum(gate_values * still_iterating, axis=0)
     return fused, hidden, (gate_values, still_iterating, iterations)
 
   # ----------------------------------------------------------------- user API

@@ -246,3 +246,28 @@ def test_load_weights_refuses_another_model(tmp_path):
     ifr.load_weights(bad)
   with pytest.raises(ifr.WeightsError, match="not found"):
     ifr.load_weights(tmp_path / "missing.safetensors")
+
+
+def test_adaptive_inference_stops_each_sample_on_its_own_gate():
+  """Greedy gate in a batch equals each sample run alone, with per-sample counts."""
+  model = ifr.IFIRNN(cells=1, iterations=4, gated=True, **TINY)
+  params = model.init(jax.random.key(12))
+  # continue iff relu(-100 * sum of pooled h) > threshold: a gate that depends on content.
+  params["gate"]["fc1"]["kernel"] = -100 * jnp.ones_like(params["gate"]["fc1"]["kernel"])
+  params["gate"]["fc1"]["bias"] = jnp.zeros_like(params["gate"]["fc1"]["bias"])
+  params["gate"]["fc2"]["kernel"] = jnp.zeros((16, 2)).at[0, 1].set(1.0)
+  video = jnp.asarray(np.stack([_video((2, 12, 12, 3), seed=s) * scale
+                                for s, scale in enumerate([0.05, 1.0, 0.3, 0.8])]))
+  found_mixed = False
+  for threshold in np.linspace(0, 40, 201):
+    params["gate"]["fc2"]["bias"] = jnp.array([threshold, 0.0])
+    out, _, trace = model.apply_sequence(params, video, gate_mode="greedy")
+    counts = np.asarray(trace.iterations)
+    if len(np.unique(counts)) > 1:
+      found_mixed = True
+      break
+  assert found_mixed, "no threshold gave different iteration counts"
+  for b in range(video.shape[0]):
+    alone, _, alone_trace = model.apply_sequence(params, video[b:b + 1], gate_mode="greedy")
+    np.testing.assert_allclose(out[b], alone[0], atol=1e-6)
+    np.testing.assert_array_equal(counts[:, b], alone_trace.iterations[:, 0])

@@ -1,0 +1,976 @@
+"""Speed, FLOPs and memory of IFI-RNN: `python -m ifirnn_jax.benchmark [--mode inference|train]`.
+
+Inference (default; TRAINING.md "Speed"): for each model, the streaming step (one frame
+and h_{t-1} -> L_t, h_t) and a whole-clip call (`apply_sequence`, F_B / F_L batched over
+all frames) are compiled ahead of time (compile time reported apart), then timed:
+per-frame latency averaged over `--repeats` frames after `--warmup`, and clip throughput
+in frames/s. FLOPs are reported twice: the spec's count (`spec_gflops`, multiply-adds of
+the layer table, independent of XLA) and XLA's cost analysis of the compiled step (which
+counts the layers as they are actually executed, see `spec_gflops`). Achieved GFLOP/s use
+the spec's count (an effective rate: a fast algorithm such as Winograd, which does fewer
+multiplies than the direct convolution, can exceed the matmul rate; `xla_gflops_per_s` is
+the rate of the arithmetic actually done) and are compared with a measured float32 (and,
+on GPU, bfloat16) matmul rate. On CPU the PyTorch reference (`torch_reference.TorchIFIRNN`, same weights, no_grad,
+streaming) runs in the same process for an ours/torch ratio.
+
+Train: the training step of `train.train_step` (Adam of `train.create_optimizer`, content
+loss) for each `--scan-unroll` value, and `torch_reference.make_train_step`, from the same
+initial weights and batch; steps/s, ratios, and peak memory, each variant in its own child
+process by default (`--isolate`) so that one framework's peak does not hide the other's.
+
+Timings on shared machines are noisy: compare ratios from one run, not absolute numbers
+across runs. Results go to `--out` (JSON, written atomically, after every model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ifirnn_jax import default_config
+from ifirnn_jax.layers import CONV_IMPLS
+from ifirnn_jax.models import IFIRNN
+
+TABLE1_MODELS = ("C1H1", "C1H2", "C1H3", "C1H4", "C2H1", "C2H2", "C2H3", "C2H4")
+SPEC_WIDTHS = (20, 40, 60, 20, 6)         # n1, n2, n3, nh, num_resblocks (ARCHITECTURE.md)
+SMALL_TRAIN_WIDTHS = (16, 32, 48, 16, 4)  # PERFORMANCE.md's small model
+
+# Per-mode defaults of the options left as None on the command line.
+MODE_DEFAULTS = {
+    "inference": dict(models=",".join(TABLE1_MODELS), widths=SPEC_WIDTHS, height=540,
+                      width=960, batch=1, frames=4, repeats=10, scan_unroll="1"),
+    "train": dict(models="C2H2", widths=SMALL_TRAIN_WIDTHS, height=64, width=64, batch=4,
+                  frames=6, repeats=10, scan_unroll="full,1"),
+}
+
+
+class BenchmarkError(Exception):
+  """Options that cannot be benchmarked (unknown model, bad widths, missing device...)."""
+
+
+# ====================================================================== FLOPs of the spec
+def _taps(size_in: int, kernel: int, stride: int, padding: int, transposed: bool,
+          count_padding: bool) -> int:
+  """Kernel taps summed over the positions of one spatial dimension of a convolution.
+
+  A conv counts, per output position, the taps it reads; a transposed conv (PyTorch
+  semantics) counts, per input position, the taps it writes. With count_padding False,
+  only taps that touch a real (non-padding) pixel count, as XLA's cost analysis does.
+  """
+  if transposed:
+    size_out = (size_in - 1) * stride - 2 * padding + kernel
+    positions, limit = range(size_in), size_out
+  else:
+    size_out = (size_in + 2 * padding - kernel) // stride + 1
+    positions, limit = range(size_out), size_in
+  if count_padding:
+    return len(positions) * kernel
+  return sum(1 for o in positions for i in range(kernel) if 0 <= o * stride + i - padding < limit)
+
+
+def _conv_macs(h: int, w: int, kernel: int, c_in: int, c_out: int, stride: int = 1,
+               transposed: bool = False, count_padding: bool = True) -> int:
+  """Multiply-adds of a conv on an h x w input (padding kernel // 2; transposed: 1)."""
+  padding = 1 if transposed else kernel // 2
+  taps = (_taps(h, kernel, stride, padding, transposed, count_padding)
+          * _taps(w, kernel, stride, padding, transposed, count_padding))
+  return taps * c_in * c_out
+
+
+def spec_forward_macs(model: IFIRNN, height: int, width: int,
+                      count_padding: bool = True) -> dict[str, int]:
+  """Multiply-adds per frame of each part of the spec's layer table, at the padded size.
+
+  Counts every tap of every kernel (zero padding included unless `count_padding` is
+  False; biases, ReLUs and additions excluded), with a transposed conv counted as PyTorch
+  runs it: each input pixel times kernel^2 * c_in * c_out. F_B runs once per cell, F_L
+  once, and F_R + F_h run N passes (C1HN) or N + 1 (C2HN). The gate is not counted
+  (removed at inference).
+  """
+  h, w = height + (-height) % 4, width + (-width) % 4
+  h2, w2, hq, wq = h // 2, w // 2, h // 4, w // 4
+  fused = model.n3 + model.nh
+  conv = lambda *a, **k: _conv_macs(*a, **k, count_padding=count_padding)  # noqa: E731
+  blur_features = (conv(h, w, 5, 3, model.n1) + conv(h, w, 5, model.n1, model.n2, stride=2)
+                   + conv(h2, w2, 5, model.n2, model.n3, stride=2))
+  fusion = model.num_resblocks * 2 * conv(hq, wq, 3, fused, fused)
+  hidden = conv(hq, wq, 3, fused, model.nh) + 3 * conv(hq, wq, 3, model.nh, model.nh)
+  latent = (conv(hq, wq, 4, fused, model.n2, stride=2, transposed=True)
+            + conv(h2, w2, 4, model.n2, model.n1, stride=2, transposed=True)
+            + conv(h, w, 5, model.n1, 3))
+  passes = model.iterations + (1 if model.cells == 2 else 0)
+  return {"F_B": model.cells * blur_features, "F_R": passes * fusion, "F_h": passes * hidden,
+          "F_L": latent}
+
+
+def spec_gflops(model: IFIRNN, height: int, width: int, count_padding: bool = True) -> float:
+  """Forward GFLOP per frame (multiply-add = 2) from the spec's layer table.
+
+  At the defaults and 960x540 this is ARCHITECTURE.md's table (C2H3: 215.1). XLA's cost
+  analysis differs: it skips taps that fall on the zero padding (`count_padding=False`
+  counts that way), counts bias adds and activations, and counts the layers as executed:
+  when the stride-2 convs run as space-to-depth + a 3x3 conv and the transposed convs as
+  a 3x3 conv + depth-to-space, their kernels hold structural zero taps that are
+  multiplied all the same (+44% on a strided conv, +125% on a transposed one).
+  """
+  return 2 * sum(spec_forward_macs(model, height, width, count_padding).values()) / 1e9
+
+
+# ====================================================================== small measurements
+def peak_memory(device: jax.Device) -> tuple[int | None, str]:
+  """(bytes, method): device peak where the backend reports it, else the process peak RSS."""
+  if device.platform != "cpu":
+    stats = device.memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+      return int(stats["peak_bytes_in_use"]), "device peak_bytes_in_use (process lifetime)"
+    return None, "unavailable on this backend"
+  return peak_rss_bytes(), "process peak RSS (process lifetime)"
+
+
+def peak_rss_bytes() -> int:
+  scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def current_rss_bytes() -> int:
+  try:
+    with open("/proc/self/statm") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+  except OSError:
+    return peak_rss_bytes()
+
+
+def matmul_gflops(device: jax.Device, dtype: str, size: int, trials: int = 3,
+                  calls: int = 4) -> float:
+  """Best measured rate (GFLOP/s) of a jitted size x size matmul in `dtype` on `device`.
+
+  Default matmul precision (on GPUs that lets float32 use TF32, as the model's convs do).
+  """
+  rng = np.random.default_rng(0)
+  a, b = (jax.device_put(jnp.asarray(rng.standard_normal((size, size)), dtype), device)
+          for _ in range(2))
+  matmul = jax.jit(jnp.matmul).lower(a, b).compile()
+  jax.block_until_ready(matmul(a, b))
+  best = math.inf
+  for _ in range(trials):
+    start = time.perf_counter()
+    out = [matmul(a, b) for _ in range(calls)]
+    jax.block_until_ready(out)
+    best = min(best, (time.perf_counter() - start) / calls)
+  return 2 * size**3 / best / 1e9
+
+
+def time_calls(fn: Callable[[], Any], runs: int) -> list[float]:
+  """Wall-clock seconds of `runs` calls of fn (fn must block until its result is ready)."""
+  times = []
+  for _ in range(runs):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def summarize(times: Sequence[float]) -> dict[str, float]:
+  return {"mean": statistics.fmean(times), "median": statistics.median(times),
+          "min": min(times), "max": max(times),
+          "std": statistics.stdev(times) if len(times) > 1 else 0.0, "runs": len(times)}
+
+
+def xla_flops(compiled: Any) -> float | None:
+  """FLOPs of a compiled computation from XLA's cost analysis (None if not reported).
+
+  jax 0.10 returns a dict; older versions a list with one dict per device program.
+  """
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else {}
+  flops = (analysis or {}).get("flops")
+  return float(flops) if flops is not None and flops >= 0 else None
+
+
+def xla_memory(compiled: Any) -> dict[str, int] | None:
+  """Argument / output / temporary bytes of a compiled executable (XLA's own plan)."""
+  try:
+    stats = compiled.memory_analysis()
+  except Exception:  # not every backend implements it
+    return None
+  if stats is None:
+    return None
+  return {"argument": int(stats.argument_size_in_bytes),
+          "output": int(stats.output_size_in_bytes),
+          "temp": int(stats.temp_size_in_bytes)}
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(data, f, indent=2)
+      f.write("\n")
+    os.replace(tmp, path)
+  except BaseException:
+    Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def format_duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  if seconds < 60:
+    return f"{seconds}s"
+  if seconds < 3600:
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
+
+
+# ====================================================================== settings
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """Everything a run depends on (the parsed command line)."""
+
+  mode: str
+  models: tuple[str, ...]
+  widths: tuple[int, int, int, int, int]
+  height: int
+  width: int
+  batch: int
+  frames: int
+  repeats: int
+  warmup: int
+  dtype: str
+  conv_impl: str
+  device: str
+  torch: bool
+  torch_threads: int
+  scan_unroll: tuple[int | bool, ...]
+  isolate: bool
+  matmul_size: int
+  seed: int
+  out: str
+
+
+def make_model(name: str, settings: Settings, scan_unroll: int | bool = 1) -> IFIRNN:
+  """The IFIRNN called `name` (C1HN / C2HN, -reg allowed) at the settings' widths and dtype."""
+  try:
+    fields = default_config.model_fields(name)
+  except default_config.ConfigError as e:
+    raise BenchmarkError(str(e).replace("config.model.name", "--models")) from None
+  n1, n2, n3, nh, nb = settings.widths
+  return IFIRNN(**fields, n1=n1, n2=n2, n3=n3, nh=nh, num_resblocks=nb,
+                compute_dtype=settings.dtype, conv_impl=settings.conv_impl,
+                scan_unroll=scan_unroll)
+
+
+def torch_architecture(model: IFIRNN) -> dict[str, Any]:
+  return dict(cells=model.cells, iterations=model.iterations, n1=model.n1, n2=model.n2,
+              n3=model.n3, nh=model.nh, num_resblocks=model.num_resblocks,
+              gated=model.gated, gate_hidden=model.gate_hidden,
+              residual_output=model.residual_output)
+
+
+def select_device(platform: str) -> jax.Device:
+  try:
+    return jax.devices(platform)[0]
+  except RuntimeError as e:
+    raise BenchmarkError(f"--device {platform}: no such JAX device here ({e})") from None
+
+
+def environment(device: jax.Device) -> dict[str, Any]:
+  env = {"jax": jax.__version__, "backend": device.platform,
+         "device_kind": device.device_kind, "cpu_count": os.cpu_count(),
+         "python": sys.version.split()[0]}
+  try:
+    import torch
+    env["torch"] = torch.__version__
+  except ImportError:
+    env["torch"] = None
+  return env
+
+
+def torch_available() -> bool:
+  try:
+    import torch  # noqa: F401
+    return True
+  except ImportError:
+    return False
+
+
+def torch_device(platform: str) -> str:
+  """Where the PyTorch reference runs: the CPU, or CUDA when JAX runs on a GPU."""
+  if platform == "cpu":
+    return "cpu"
+  import torch
+  if not torch.cuda.is_available():
+    raise BenchmarkError(f"--torch on --device {platform}: this PyTorch has no CUDA; "
+                         "use --no-torch")
+  return "cuda"
+
+
+# ====================================================================== timed runners
+def interleave(runners: Sequence[Any], warmup: int, repeats: int) -> list[list[float]]:
+  """Seconds per call of each runner's `step()`, the runners taking turns call by call.
+
+  Taking turns spreads the load of a shared machine over every runner alike, so their
+  ratio stays meaningful even when the absolute times drift.
+  """
+  for _ in range(warmup):
+    for runner in runners:
+      runner.step()
+  times: list[list[float]] = [[] for _ in runners]
+  for _ in range(repeats):
+    for runner, record in zip(runners, times):
+      record.append(runner.step())
+  return times
+
+
+class JaxStream:
+  """Our streaming step (frame [1, H, W, 3], h_{t-1} -> L_t, h_t), compiled ahead of time."""
+
+  def __init__(self, model: IFIRNN, params: Any, frames: np.ndarray, device: jax.Device):
+    self.params = params
+    self.frames = [jax.device_put(f, device) for f in frames]  # cycled while streaming
+    self.hidden = jax.device_put(model.initial_state(*frames.shape[2:4], batch=1), device)
+
+    def stream_step(p, frame, hidden):
+      out, new_hidden, _ = model.apply_sequence(p, frame[:, None], hidden=hidden)
+      return out[:, 0], new_hidden
+
+    start = time.perf_counter()
+    self.compiled = jax.jit(stream_step).lower(params, self.frames[0], self.hidden).compile()
+    self.compile_s = time.perf_counter() - start
+    self.calls = 0
+    self.first_output: np.ndarray | None = None
+
+  def step(self) -> float:
+    start = time.perf_counter()
+    out, self.hidden = self.compiled(self.params, self.frames[self.calls % len(self.frames)],
+                                     self.hidden)
+    jax.block_until_ready((out, self.hidden))
+    seconds = time.perf_counter() - start
+    if self.first_output is None:
+      self.first_output = np.asarray(out, np.float32)
+    self.calls += 1
+    return seconds
+
+
+class TorchStream:
+  """The PyTorch reference streaming the same frames with the same weights (no_grad)."""
+
+  def __init__(self, model: IFIRNN, weights_path: Path, frames: np.ndarray, device: str,
+               threads: int):
+    import torch
+    from ifirnn_jax import torch_reference
+    torch.set_num_threads(threads)
+    self.torch, self.device = torch, device
+    net = torch_reference.TorchIFIRNN(**torch_architecture(model))
+    torch_reference.load_safetensors(net, weights_path)
+    self.net = net.to(device).eval()
+    self.frames = [torch.from_numpy(np.ascontiguousarray(f.transpose(0, 3, 1, 2))).to(device)
+                   for f in frames]
+    self.hidden = None
+    self.calls = 0
+    self.first_output: np.ndarray | None = None
+
+  def step(self) -> float:
+    start = time.perf_counter()
+    with self.torch.inference_mode():
+      out, self.hidden = self.net.step(self.frames[self.calls % len(self.frames)], self.hidden)
+    if self.device == "cuda":
+      self.torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    if self.first_output is None:
+      self.first_output = out.float().cpu().numpy().transpose(0, 2, 3, 1)
+    self.calls += 1
+    return seconds
+
+
+# ====================================================================== inference
+def benchmark_inference_model(name: str, settings: Settings, device: jax.Device,
+                              peak_matmul: float, work_dir: Path) -> dict[str, Any]:
+  """Compiles, times, counts one model and (optionally) races it against PyTorch."""
+  model = make_model(name, settings, settings.scan_unroll[0])
+  h, w = settings.height, settings.width
+  params = jax.device_put(model.init(jax.random.key(settings.seed)), device)
+  rng = np.random.default_rng(settings.seed)
+  frames = rng.uniform(size=(2, 1, h, w, 3)).astype(np.float32)
+  runners: list[Any] = [JaxStream(model, params, frames, device)]
+  if settings.torch:
+    from ifirnn_jax import weights
+    weights_path = weights.save_weights(params, work_dir / f"{name}.safetensors", model=model)
+    runners.append(TorchStream(model, weights_path, frames, torch_device(device.platform),
+                               settings.torch_threads))
+  times = interleave(runners, settings.warmup, settings.repeats)
+  ours = runners[0]
+  latency = summarize(times[0])
+  spec = spec_gflops(model, h, w)
+  flops = xla_flops(ours.compiled)
+  result: dict[str, Any] = {
+      "model": name, "params": int(sum(x.size for x in jax.tree.leaves(params))),
+      "spec_gflop_per_frame": spec,
+      "xla_gflop_per_frame": None if flops is None else flops / 1e9,
+      "xla_over_spec": None if flops is None else flops / 1e9 / spec,
+      "compile_s": {"stream_step": ours.compile_s},
+      "latency_s": latency, "stream_fps": 1 / latency["mean"],
+      "stream_fps_best": 1 / latency["min"],
+      "achieved_gflops_per_s": spec / latency["mean"],
+      "fraction_of_matmul_peak": spec / latency["mean"] / peak_matmul,
+      "xla_gflops_per_s": None if flops is None else flops / 1e9 / latency["mean"],
+      "xla_memory_bytes": {"stream_step": xla_memory(ours.compiled)},
+      "clip_s": None, "batch_fps": None, "torch": None, "ours_over_torch_fps": None,
+      "ours_over_torch_fps_best": None,
+  }
+  if settings.torch:
+    theirs = runners[1]
+    torch_latency = summarize(times[1])
+    result["torch"] = {
+        "latency_s": torch_latency, "stream_fps": 1 / torch_latency["mean"],
+        "stream_fps_best": 1 / torch_latency["min"],
+        "device": theirs.device, "dtype": "float32", "threads": theirs.torch.get_num_threads(),
+        "rel_l2_error_first_frame": float(
+            np.linalg.norm(ours.first_output - theirs.first_output)
+            / np.linalg.norm(theirs.first_output))}
+    result["ours_over_torch_fps"] = result["stream_fps"] / result["torch"]["stream_fps"]
+    result["ours_over_torch_fps_best"] = (result["stream_fps_best"]
+                                          / result["torch"]["stream_fps_best"])
+    del runners[1:], theirs
+
+  if settings.frames > 0 and settings.batch > 0:
+    clip = jax.device_put(rng.uniform(size=(settings.batch, settings.frames, h, w, 3))
+                          .astype(np.float32), device)
+    start = time.perf_counter()
+    sequence = jax.jit(lambda p, v: model.apply_sequence(p, v)[0]).lower(params, clip).compile()
+    result["compile_s"]["sequence"] = time.perf_counter() - start
+    result["xla_memory_bytes"]["sequence"] = xla_memory(sequence)
+    run_clip = lambda: jax.block_until_ready(sequence(params, clip))  # noqa: E731
+    time_calls(run_clip, settings.warmup)
+    runs = max(1, math.ceil(settings.repeats / (settings.batch * settings.frames)))
+    result["clip_s"] = summarize(time_calls(run_clip, runs))
+    result["batch_fps"] = settings.batch * settings.frames / result["clip_s"]["mean"]
+
+  result["peak_memory_bytes"], result["peak_memory_method"] = peak_memory(device)
+  return result
+
+
+def run_inference(settings: Settings, device: jax.Device, report: dict[str, Any],
+                  save: Callable[[], None]) -> None:
+  progress(f"measuring the {settings.matmul_size}x{settings.matmul_size} matmul rate ...")
+  rates = {"float32": matmul_gflops(device, "float32", settings.matmul_size)}
+  if device.platform != "cpu" or settings.dtype == "bfloat16":
+    rates["bfloat16"] = matmul_gflops(device, "bfloat16", settings.matmul_size)
+  report["matmul_gflops_per_s"] = rates
+  report["results"] = []
+  # Work per model, to turn elapsed time into an ETA.
+  work = [spec_gflops(make_model(n, settings), settings.height, settings.width)
+          for n in settings.models]
+  start = time.perf_counter()
+  with tempfile.TemporaryDirectory(prefix="ifirnn_bench_") as tmp:
+    for i, name in enumerate(settings.models):
+      progress(f"[{i + 1}/{len(settings.models)}] {name}: compiling and timing "
+               f"({settings.warmup} warm-up + {settings.repeats} frames"
+               f"{', taking turns with PyTorch' if settings.torch else ''}) ...")
+      report["results"].append(
+          benchmark_inference_model(name, settings, device, rates[settings.dtype], Path(tmp)))
+      save()
+      elapsed = time.perf_counter() - start
+      left = elapsed / sum(work[:i + 1]) * sum(work[i + 1:])
+      progress(f"[{i + 1}/{len(settings.models)}] {name} done; {format_duration(elapsed)} "
+               f"elapsed, about {format_duration(left)} left")
+
+
+def inference_table(report: dict[str, Any]) -> str:
+  columns = [
+      ("model", lambda r: r["model"]),
+      ("GFLOP spec", lambda r: f"{r['spec_gflop_per_frame']:.1f}"),
+      ("GFLOP XLA", lambda r: _fmt(r["xla_gflop_per_frame"], ".1f")),
+      ("compile s", lambda r: f"{r['compile_s']['stream_step']:.1f}"),
+      ("ms/frame", lambda r: f"{1000 * r['latency_s']['mean']:.1f}"),
+      ("+-", lambda r: f"{1000 * r['latency_s']['std']:.1f}"),
+      ("stream fps", lambda r: f"{r['stream_fps']:.3g}"),
+      ("clip fps", lambda r: _fmt(r["batch_fps"], ".3g")),
+      ("GFLOP/s", lambda r: f"{r['achieved_gflops_per_s']:.1f}"),
+      ("% matmul", lambda r: f"{100 * r['fraction_of_matmul_peak']:.0f}"),
+      ("peak MiB", lambda r: _fmt(r["peak_memory_bytes"] and r["peak_memory_bytes"] / 2**20,
+                                  ".0f")),
+      ("torch fps", lambda r: _fmt(r["torch"] and r["torch"]["stream_fps"], ".3g")),
+      ("ours/torch", lambda r: _fmt(r["ours_over_torch_fps"], ".2f")),
+      ("ours/torch best", lambda r: _fmt(r["ours_over_torch_fps_best"], ".2f")),
+  ]
+  s = report["settings"]
+  title = (f"Inference, {s['width']}x{s['height']}, {s['dtype']}, {report['environment']['backend']}"
+           f" ({report['environment']['device_kind']}), 3x3 convs: {s['conv_impl']}; matmul "
+           + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["matmul_gflops_per_s"].items())
+           + f"; clip = {s['batch']} x {s['frames']} frames; peak memory = "
+           + (report["results"][0]["peak_memory_method"] if report["results"] else "-"))
+  return title + "\n" + _table(columns, report["results"])
+
+
+# ====================================================================== train
+def _unroll_label(unroll: int | bool) -> str:
+  return "full" if unroll is True else str(unroll)
+
+
+def _variant_name(job: dict[str, Any]) -> str:
+  if job["framework"] == "torch":
+    return "torch"
+  return f"jax scan_unroll={_unroll_label(job['scan_unroll'])}"
+
+
+class JaxTrainStep:
+  """`train.train_step` (Adam of `train.create_optimizer`, content loss), compiled AOT."""
+
+  def __init__(self, job: dict[str, Any], settings: Settings, blur: np.ndarray,
+               sharp: np.ndarray):
+    import functools
+    from ifirnn_jax import train, weights
+    device = select_device(settings.device)
+    self.device = device
+    model = make_model(job["model"], settings, job["scan_unroll"])
+    self.rolled = job["scan_unroll"] is not True and job["scan_unroll"] < settings.frames
+    config = default_config.base_config()
+    config.model.name = job["model"]
+    config.lr_halve_every_steps = 10**9   # a constant lr (1e-4) over the benchmark
+    tx = train.create_optimizer(config)
+    lr_fn = train.create_learning_rate_fn(config)
+    params = jax.device_put(weights.load_weights(job["weights_path"], model), device)
+    self.state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                                  opt_state=tx.init(params))
+    self.batch = jax.device_put({"blur": jnp.asarray(blur), "sharp": jnp.asarray(sharp)},
+                                device)
+    self.seed_key = jax.random.key(settings.seed)
+    step_fn = jax.jit(functools.partial(train.train_step, model=model, tx=tx, lr_fn=lr_fn,
+                                        reg_lambda=config.reg_lambda, reg_tau=config.reg_tau),
+                      donate_argnums=0)
+    start = time.perf_counter()
+    self.compiled = step_fn.lower(self.state, self.batch, self.seed_key).compile()
+    self.compile_s = time.perf_counter() - start
+    self.first_loss: float | None = None
+
+  def step(self) -> float:
+    start = time.perf_counter()
+    self.state, metrics = self.compiled(self.state, self.batch, self.seed_key)
+    loss = float(metrics["loss"])
+    jax.block_until_ready(self.state)
+    seconds = time.perf_counter() - start
+    if self.first_loss is None:
+      self.first_loss = loss
+    return seconds
+
+  def summary(self) -> dict[str, Any]:
+    flops = xla_flops(self.compiled)
+    result = {"compile_s": self.compile_s, "first_loss": self.first_loss,
+              "xla_gflop_per_step": None if flops is None else flops / 1e9,
+              "xla_memory_bytes": xla_memory(self.compiled)}
+    if self.rolled:
+      result["xla_gflop_note"] = "XLA counts a rolled lax.scan body once, not once per frame"
+    if self.device.platform != "cpu":
+      result["peak_memory_bytes"], result["peak_memory_method"] = peak_memory(self.device)
+    return result
+
+
+class TorchTrainStep:
+  """`torch_reference.make_train_step` (Adam, content loss) on the same weights and batch."""
+
+  def __init__(self, job: dict[str, Any], settings: Settings, blur: np.ndarray,
+               sharp: np.ndarray):
+    import torch
+    from ifirnn_jax import torch_reference
+    torch.set_num_threads(settings.torch_threads)
+    self.torch, self.device = torch, torch_device(settings.device)
+    net = torch_reference.TorchIFIRNN(**torch_architecture(make_model(job["model"], settings)))
+    torch_reference.load_safetensors(net, job["weights_path"])
+    self.train_step = torch_reference.make_train_step(net.to(self.device), learning_rate=1e-4)
+    to_nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3)))  # noqa: E731
+    self.blur, self.sharp = to_nchw(blur).to(self.device), to_nchw(sharp).to(self.device)
+    self.first_loss: float | None = None
+
+  def step(self) -> float:
+    start = time.perf_counter()
+    loss = self.train_step(self.blur, self.sharp)  # float(loss): waits for the step
+    seconds = time.perf_counter() - start
+    if self.first_loss is None:
+      self.first_loss = loss
+    return seconds
+
+  def summary(self) -> dict[str, Any]:
+    result = {"compile_s": 0.0, "first_loss": self.first_loss,
+              "threads": self.torch.get_num_threads(), "device": self.device}
+    if self.device == "cuda":
+      result["peak_memory_bytes"] = int(self.torch.cuda.max_memory_allocated())
+      result["peak_memory_method"] = "torch.cuda.max_memory_allocated"
+    return result
+
+
+def open_train_variant(job: dict[str, Any]) -> Any:
+  """Builds (and compiles) one variant: `step() -> seconds`, `summary() -> dict`.
+
+  job: framework ('jax' | 'torch'), scan_unroll, model, settings (a Settings as a dict),
+  weights_path (the shared initial weights), batch_path (.npz with 'blur' and 'sharp').
+  """
+  settings = Settings(**job["settings"])
+  data = np.load(job["batch_path"])
+  cls = TorchTrainStep if job["framework"] == "torch" else JaxTrainStep
+  return cls(job, settings, data["blur"], data["sharp"])
+
+
+def _import_framework(framework: str) -> None:
+  if framework == "torch":
+    import torch  # noqa: F401
+    from ifirnn_jax import torch_reference  # noqa: F401
+  else:
+    from ifirnn_jax import train  # noqa: F401
+
+
+def _serve_variant(connection: Any, job: dict[str, Any]) -> None:
+  """Child process: one variant, stepping on request, then reporting its own memory."""
+  import traceback
+  os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # GPUs: share the device
+  try:
+    _import_framework(job["framework"])
+    baseline = current_rss_bytes()
+    variant = open_train_variant(job)
+    connection.send(("ready", None))
+    while connection.recv() == "step":
+      connection.send(("ok", variant.step()))
+    summary = variant.summary()
+    if "peak_memory_bytes" not in summary:
+      summary.update(peak_memory_bytes=peak_rss_bytes(),
+                     rss_growth_bytes=peak_rss_bytes() - baseline,
+                     peak_memory_method="peak RSS of its own child process")
+    connection.send(("ok", summary))
+  except EOFError:  # the parent closed the connection: nothing left to do
+    pass
+  except BaseException:  # reported to the parent, which raises it
+    try:
+      connection.send(("error", traceback.format_exc()))
+    except OSError:
+      pass
+  finally:
+    connection.close()
+
+
+class ChildVariant:
+  """A variant living in its own process (so its peak memory is its own)."""
+
+  def __init__(self, job: dict[str, Any]):
+    context = multiprocessing.get_context("spawn")
+    self.name = _variant_name(job)
+    self.connection, child_end = context.Pipe()
+    self.process = context.Process(target=_serve_variant, args=(child_end, job), daemon=True)
+    self.process.start()
+    child_end.close()
+    self._receive()  # set up and compiled
+
+  def _receive(self) -> Any:
+    try:
+      status, value = self.connection.recv()
+    except EOFError:
+      raise RuntimeError(f"{self.name}: its process ended unexpectedly (exit code "
+                         f"{self.process.exitcode}; out of memory?)") from None
+    if status == "error":
+      raise RuntimeError(f"{self.name} failed in its process:\n{value}")
+    return value
+
+  def step(self) -> float:
+    self.connection.send("step")
+    return self._receive()
+
+  def summary(self) -> dict[str, Any]:
+    self.connection.send("summary")
+    result = self._receive()
+    self.close()
+    return result
+
+  def close(self) -> None:
+    self.connection.close()  # a child still waiting for a command ends at once
+    self.process.join(timeout=30)
+    if self.process.is_alive():
+      self.process.terminate()
+      self.process.join()
+
+
+class InProcessVariant:
+  """A variant in this process (faster to start; memory figures are not its own)."""
+
+  def __init__(self, job: dict[str, Any]):
+    _import_framework(job["framework"])
+    self.baseline = current_rss_bytes()
+    self.variant = open_train_variant(job)
+    self.step = self.variant.step
+
+  def summary(self) -> dict[str, Any]:
+    summary = self.variant.summary()
+    if "peak_memory_bytes" not in summary:
+      summary.update(peak_memory_bytes=peak_rss_bytes(),
+                     rss_growth_bytes=peak_rss_bytes() - self.baseline,
+                     peak_memory_method="process peak RSS (shared process: not isolated)")
+    return summary
+
+  def close(self) -> None:
+    pass
+
+
+def run_train(settings: Settings, device: jax.Device, report: dict[str, Any],
+              save: Callable[[], None]) -> None:
+  from ifirnn_jax import weights
+  name = settings.models[0]
+  model = make_model(name, settings)
+  b, t, h, w = settings.batch, settings.frames, settings.height, settings.width
+  report["spec_gflop_forward_per_step"] = spec_gflops(model, h, w) * b * t
+  jobs = [dict(framework="jax", scan_unroll=u) for u in settings.scan_unroll]
+  if settings.torch:
+    jobs.append(dict(framework="torch", scan_unroll=None))
+  open_variant = ChildVariant if settings.isolate else InProcessVariant
+  variants: list[Any] = []
+  with tempfile.TemporaryDirectory(prefix="ifirnn_bench_") as tmp:
+    rng = np.random.default_rng(settings.seed)
+    sharp = rng.uniform(size=(b, t, h, w, 3)).astype(np.float32)
+    blur = np.clip(sharp + rng.normal(0, 0.05, sharp.shape), 0, 1).astype(np.float32)
+    batch_path = Path(tmp) / "batch.npz"
+    np.savez(batch_path, blur=blur, sharp=sharp)
+    weights_path = weights.save_weights(model.init(jax.random.key(settings.seed)),
+                                        Path(tmp) / "init.safetensors", model=model)
+    try:
+      for i, job in enumerate(jobs):  # set up and compile one at a time
+        progress(f"[{i + 1}/{len(jobs)}] {name} train step, {_variant_name(job)}: "
+                 f"setting up and compiling ...")
+        job.update(model=name, settings=dataclasses.asdict(settings),
+                   weights_path=str(weights_path), batch_path=str(batch_path))
+        variants.append(open_variant(job))
+      progress(f"timing: {settings.warmup} warm-up + {settings.repeats} steps of "
+               f"{b}x{t}x{h}x{w} per variant, the variants taking turns step by step ...")
+      times = interleave(variants, settings.warmup, settings.repeats)
+      summaries = [v.summary() for v in variants]
+    finally:
+      for v in variants:
+        v.close()
+  report["results"] = []
+  for job, seconds, summary in zip(jobs, times, summaries):
+    step_s = summarize(seconds)
+    report["results"].append(dict(
+        variant=_variant_name(job), framework=job["framework"],
+        scan_unroll=None if job["scan_unroll"] is None else _unroll_label(job["scan_unroll"]),
+        step_s=step_s, steps_per_s=1 / step_s["median"], steps_per_s_best=1 / step_s["min"],
+        achieved_gflops_forward_per_s=report["spec_gflop_forward_per_step"] / step_s["median"],
+        **summary))
+  by_variant = {r["variant"]: r for r in report["results"]}
+  pairs = []
+  torch_result = by_variant.get("torch")
+  for r in report["results"]:
+    if torch_result and r is not torch_result:
+      pairs.append((f"{r['variant']} / torch", r, torch_result))
+      r["first_loss_rel_diff_vs_torch"] = (abs(r["first_loss"] - torch_result["first_loss"])
+                                           / abs(torch_result["first_loss"]))
+  full, rolled = by_variant.get("jax scan_unroll=full"), by_variant.get("jax scan_unroll=1")
+  if full and rolled:
+    pairs.append(("jax scan_unroll=full / scan_unroll=1", full, rolled))
+  # Median steps (typical) and fastest steps (least disturbed by other work on the machine).
+  report["ratios_steps_per_s"] = {k: a["steps_per_s"] / b["steps_per_s"] for k, a, b in pairs}
+  report["ratios_steps_per_s_best"] = {k: a["steps_per_s_best"] / b["steps_per_s_best"]
+                                       for k, a, b in pairs}
+  save()
+
+
+def train_table(report: dict[str, Any]) -> str:
+  columns = [
+      ("variant", lambda r: r["variant"]),
+      ("compile s", lambda r: f"{r['compile_s']:.1f}"),
+      ("s/step median", lambda r: f"{r['step_s']['median']:.3f}"),
+      ("min", lambda r: f"{r['step_s']['min']:.3f}"),
+      ("mean", lambda r: f"{r['step_s']['mean']:.3f}"),
+      ("steps/s", lambda r: f"{r['steps_per_s']:.3g}"),
+      ("best steps/s", lambda r: f"{r['steps_per_s_best']:.3g}"),
+      ("peak MiB", lambda r: _fmt(r["peak_memory_bytes"] and r["peak_memory_bytes"] / 2**20,
+                                  ".0f")),
+      ("RSS growth MiB", lambda r: _fmt(r.get("rss_growth_bytes") and
+                                        r["rss_growth_bytes"] / 2**20, ".0f")),
+      ("first loss", lambda r: _fmt(r["first_loss"], ".6g")),
+  ]
+  s = report["settings"]
+  title = (f"Train step, {s['models'][0]} widths {'/'.join(map(str, s['widths']))}, "
+           f"batch {s['batch']} x {s['frames']} frames x {s['height']}x{s['width']}, "
+           f"{s['dtype']}, {report['environment']['backend']}, 3x3 convs: "
+           f"{s['conv_impl']}; memory: "
+           f"{report['results'][0]['peak_memory_method'] if report['results'] else '-'}")
+  best = report["ratios_steps_per_s_best"]
+  ratios = "\n".join(f"  {k}: {v:.2f} (best steps: {best[k]:.2f})"
+                     for k, v in report["ratios_steps_per_s"].items())
+  return (title + "\n" + _table(columns, report["results"])
+          + "\nsteps/s ratios (median steps):\n" + ratios)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+  return "-" if value is None else format(value, spec)
+
+
+def _table(columns, rows) -> str:
+  cells = [[header for header, _ in columns]] + [[get(r) for _, get in columns] for r in rows]
+  widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+  lines = ["  ".join(c.rjust(wd) for c, wd in zip(row, widths)) for row in cells]
+  lines.insert(1, "  ".join("-" * wd for wd in widths))
+  return "\n".join(lines)
+
+
+# ====================================================================== command line
+def _parse_widths(text: str | tuple) -> tuple[int, int, int, int, int]:
+  if isinstance(text, tuple):
+    return text
+  try:
+    widths = tuple(int(x) for x in text.split(","))
+  except ValueError:
+    widths = ()
+  if len(widths) != 5 or min(widths[:4]) < 1 or widths[4] < 0:
+    raise BenchmarkError(f"--widths must be five integers n1,n2,n3,nh,nb (>= 1; nb >= 0), "
+                         f"got {text!r}")
+  return widths  # type: ignore[return-value]
+
+
+def _parse_unroll(text: str) -> tuple[int | bool, ...]:
+  values = []
+  for item in text.split(","):
+    item = item.strip().lower()
+    if item in ("full", "true"):
+      values.append(True)
+    elif item.isdigit() and int(item) >= 1:
+      values.append(int(item))
+    else:
+      raise BenchmarkError(f"--scan-unroll takes 'full' or integers >= 1, got {text!r}")
+  return tuple(values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog="python -m ifirnn_jax.benchmark", description=__doc__.split("\n\n")[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p.add_argument("--mode", choices=("inference", "train"), default="inference")
+  p.add_argument("--models", help="comma-separated C1HN/C2HN[-reg] names (inference default: "
+                 "the 8 of Table 1; train default: C2H2)")
+  p.add_argument("--widths", help="n1,n2,n3,nh,num_resblocks (inference default 20,40,60,20,6; "
+                 "train default 16,32,48,16,4)")
+  p.add_argument("--height", type=int, help="frame height, multiple of 4 (default 540; train 64)")
+  p.add_argument("--width", type=int, help="frame width, multiple of 4 (default 960; train 64)")
+  p.add_argument("--batch", type=int, help="clips per batch (default 1; train 4)")
+  p.add_argument("--frames", type=int, help="frames per clip (default 4; train 6); "
+                 "inference: 0 skips the clip-throughput measurement")
+  p.add_argument("--repeats", type=int, help="timed frames (inference; the clip runs "
+                 "ceil(repeats / (batch * frames)) times) or timed steps (train); default 10")
+  p.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                 help="compute dtype of our model (parameters stay float32; PyTorch float32)")
+  p.add_argument("--conv-impl", choices=CONV_IMPLS, default="xla",
+                 help="our 3x3 convolution algorithm (IFIRNN.conv_impl, see layers.py)")
+  p.add_argument("--device", choices=("cpu", "gpu"), default=None,
+                 help="JAX device (default: JAX's default backend)")
+  p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=None,
+                 help="also run the PyTorch reference (default: on for CPU when importable)")
+  p.add_argument("--torch-threads", type=int, default=None,
+                 help="torch.set_num_threads for the reference (default: os.cpu_count(); "
+                 "on a machine shared with other work, 1 avoids OpenMP stalls)")
+  p.add_argument("--scan-unroll", help="lax.scan unroll over frames: 'full' or integers, "
+                 "comma-separated (train: every value is a variant, default full,1; "
+                 "inference: the first is used, default 1)")
+  p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
+                 help="train: each variant in its own child process (clean peak memory)")
+  p.add_argument("--matmul-size", type=int, default=None,
+                 help="matmul size for the peak rate (default 2048 on CPU, 4096 on GPU)")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--out", default="benchmark.json", help="JSON results (written atomically)")
+  return p
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+  defaults = MODE_DEFAULTS[args.mode]
+  pick = lambda name: defaults[name] if getattr(args, name) is None else getattr(args, name)  # noqa: E731
+  platform = args.device or jax.default_backend()
+  if platform not in ("cpu", "gpu", "cuda", "rocm"):
+    raise BenchmarkError(f"JAX's default backend is {platform!r}; pass --device cpu or gpu")
+  platform = "gpu" if platform in ("cuda", "rocm") else platform
+  use_torch = args.torch
+  if use_torch is None:
+    use_torch = platform == "cpu" and torch_available()
+  elif use_torch and not torch_available():
+    raise BenchmarkError("--torch: PyTorch is not installed (pip install torch, or --no-torch)")
+  models = tuple(m.strip() for m in pick("models").split(",") if m.strip())
+  if not models:
+    raise BenchmarkError("--models is empty")
+  settings = Settings(
+      mode=args.mode, models=models, widths=_parse_widths(pick("widths")),
+      height=pick("height"), width=pick("width"), batch=pick("batch"), frames=pick("frames"),
+      repeats=pick("repeats"), warmup=args.warmup, dtype=args.dtype,
+      conv_impl=args.conv_impl, device=platform,
+      torch=use_torch, torch_threads=args.torch_threads or os.cpu_count() or 1,
+      scan_unroll=_parse_unroll(pick("scan_unroll")), isolate=args.isolate,
+      matmul_size=args.matmul_size or (2048 if platform == "cpu" else 4096),
+      seed=args.seed, out=args.out)
+  if settings.height < 4 or settings.width < 4 or settings.height % 4 or settings.width % 4:
+    raise BenchmarkError(f"--height and --width must be positive multiples of 4, got "
+                         f"{settings.height}x{settings.width}")
+  if settings.repeats < 1 or settings.warmup < 0 or settings.batch < 0 or settings.frames < 0:
+    raise BenchmarkError("--repeats must be >= 1, --warmup, --batch and --frames >= 0")
+  if args.torch_threads is not None and args.torch_threads < 1:
+    raise BenchmarkError(f"--torch-threads must be >= 1, got {args.torch_threads}")
+  if settings.matmul_size < 1:
+    raise BenchmarkError(f"--matmul-size must be >= 1, got {settings.matmul_size}")
+  for name in models:
+    make_model(name, settings)  # unknown names fail before anything is compiled
+  if settings.mode == "train":
+    if len(models) != 1:
+      raise BenchmarkError(f"--mode train takes one model, got --models {','.join(models)}")
+    if settings.batch < 1 or settings.frames < 1:
+      raise BenchmarkError(f"--mode train needs --batch and --frames >= 1, got "
+                           f"{settings.batch} and {settings.frames}")
+  return settings
+
+
+def run(settings: Settings) -> dict[str, Any]:
+  """Runs the benchmark of `settings`, writing the report to settings.out as it goes."""
+  device = select_device(settings.device)
+  out = Path(settings.out)
+  report: dict[str, Any] = {"mode": settings.mode, "environment": environment(device),
+                            "settings": dataclasses.asdict(settings)}
+  report["settings"]["scan_unroll"] = [_unroll_label(u) for u in settings.scan_unroll]
+  save = lambda: write_json_atomic(out, report)  # noqa: E731
+  if settings.mode == "inference":
+    run_inference(settings, device, report, save)
+  else:
+    run_train(settings, device, report, save)
+  return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
+  if args.mode == "train" and args.isolate:
+    # Several processes share the device: keep this one from preallocating GPU memory
+    # (effective only before JAX first touches a device).
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  try:
+    settings = settings_from_args(args)
+    report = run(settings)
+  except BenchmarkError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(inference_table(report) if settings.mode == "inference" else train_table(report))
+  print(f"results: {settings.out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,149 @@
+"""The convolution layers against independent references: XLA's own convolution
+(`lax.conv_general_dilated` at full precision), PyTorch's conv2d / conv_transpose2d, and
+the Winograd transforms written out as matrices (Lavin & Gray 2016)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ifirnn_jax as ifr
+from ifirnn_jax import layers
+
+torch = pytest.importorskip("torch", reason="torch comes with the [test] extra")
+import torch.nn.functional as F  # noqa: E402
+
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def _relative(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def _lax_conv3x3(x, kernel):
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), [(1, 1)] * 2, dimension_numbers=_DIMS,
+                                      precision=jax.lax.Precision.HIGHEST)
+
+
+def _random(shape, seed):
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+def _torch(x):  # NHWC -> NCHW
+  return torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
+
+
+# ------------------------------------------------------------------ Winograd F(4x4, 3x3)
+def test_winograd_matrices_compute_a_1d_correlation():
+  """y = A^T [(G g) * (B^T d)]: 4 outputs of the 3-tap correlation of a 6-sample input."""
+  rng = np.random.default_rng(0)
+  for _ in range(5):
+    d, g = rng.standard_normal(6), rng.standard_normal(3)
+    expected = np.array([d[i:i + 3] @ g for i in range(4)])
+    got = layers._AT @ ((layers._G @ g) * (layers._BT @ d))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_winograd_kernel_is_g_kernel_g_transposed():
+  kernel = _random((3, 3, 5, 7), 1)
+  expected = np.einsum("ai,ijco,bj->abco", layers._G, np.asarray(kernel, np.float64), layers._G)
+  np.testing.assert_allclose(layers.winograd_kernel(kernel), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n,h,w,c,o", [
+    (2, 16, 24, 8, 8),   # whole tiles
+    (1, 13, 18, 6, 5),   # odd sizes: partial tiles at the bottom and right
+    (3, 1, 1, 3, 2),     # a single pixel
+    (1, 5, 7, 16, 4),
+    (2, 9, 4, 4, 12),
+])
+def test_winograd_equals_xla_and_torch_convolutions(n, h, w, c, o):
+  x, kernel = _random((n, h, w, c), h * w), _random((3, 3, c, o), c * o)
+  ours = layers.winograd_conv3x3(x, kernel)
+  assert ours.shape == (n, h, w, o)
+  assert _relative(ours, _lax_conv3x3(x, kernel)) < 3e-6
+  theirs = F.conv2d(_torch(x), torch.from_numpy(np.asarray(kernel).transpose(3, 2, 0, 1).copy()),
+                    padding=1).numpy().transpose(0, 2, 3, 1)
+  assert _relative(ours, theirs) < 3e-6
+
+
+@pytest.mark.parametrize("n,h,w,c,o", [(2, 11, 14, 6, 5), (1, 8, 8, 16, 16)])
+def test_winograd_gradients_equal_the_xla_convolution_gradients(n, h, w, c, o):
+  x, kernel = _random((n, h, w, c), 3), _random((3, 3, c, o), 4)
+  cotangent = _random((n, h, w, o), 5)
+
+  def grads(conv):
+    return jax.vjp(conv, x, kernel)[1](cotangent)
+
+  for ours, reference in zip(grads(layers.winograd_conv3x3), grads(_lax_conv3x3)):
+    assert ours.shape == reference.shape
+    assert _relative(ours, reference) < 3e-6
+
+
+# ------------------------------------------------------------------ choice of algorithm
+def _convolution_primitives(impl, x_shape, kernel_shape, padding=1):
+  x = jax.ShapeDtypeStruct(x_shape, jnp.float32)
+  kernel = jax.ShapeDtypeStruct(kernel_shape, jnp.float32)
+  bias = jax.ShapeDtypeStruct(kernel_shape[-1:], jnp.float32)
+  jaxpr = jax.make_jaxpr(lambda x, k, b: layers.conv2d(x, k, b, padding, impl))(x, kernel, bias)
+  return {eqn.primitive.name for eqn in jaxpr.jaxpr.eqns}
+
+
+def test_auto_uses_winograd_on_cpu_for_large_3x3_convolutions_only():
+  assert jax.default_backend() == "cpu"
+  big, small = (1, 135, 240, 80), (1, 13, 18, 80)
+  assert "conv_general_dilated" not in _convolution_primitives("auto", big, (3, 3, 80, 80))
+  assert "conv_general_dilated" in _convolution_primitives("auto", small, (3, 3, 80, 80))
+  assert "conv_general_dilated" in _convolution_primitives("xla", big, (3, 3, 80, 80))
+  assert "conv_general_dilated" not in _convolution_primitives("winograd", small, (3, 3, 80, 80))
+  # Winograd here is F(4x4, 3x3) only: other kernels and paddings stay XLA convolutions.
+  assert "conv_general_dilated" in _convolution_primitives("winograd", big, (5, 5, 80, 80), 2)
+  with pytest.raises(ValueError, match="conv impl"):
+    _convolution_primitives("cudnn", small, (3, 3, 80, 80))
+  with pytest.raises(ValueError, match="conv_impl"):
+    ifr.IFIRNN(conv_impl="fast")
+
+
+# ------------------------------------------------------------------ layers vs PyTorch
+def _layer(module, x, kernel_shape, seed):
+  params = {"params": {"kernel": _random(kernel_shape, seed),
+                       "bias": _random(kernel_shape[-1:], seed + 1)}}
+  return params, module.apply(params, x)
+
+
+def test_strided_and_transposed_layers_with_winograd_equal_torch():
+  """Both re-expressions (space-to-depth, depth-to-space) end in a Winograd 3x3 conv."""
+  impl = "winograd"
+  x = _random((2, 10, 14, 6), 7)
+  params, ours = _layer(layers.Conv(9, 5, stride=2, impl=impl), x, (5, 5, 6, 9), 0)
+  weight = torch.from_numpy(np.asarray(params["params"]["kernel"]).transpose(3, 2, 0, 1).copy())
+  bias = torch.from_numpy(np.array(params["params"]["bias"]))
+  theirs = F.conv2d(_torch(x), weight, bias, stride=2, padding=2).numpy().transpose(0, 2, 3, 1)
+  assert ours.shape == (2, 5, 7, 9)
+  assert _relative(ours, theirs) < 3e-6
+
+  params, ours = _layer(layers.ConvTranspose(5, impl=impl), x, (4, 4, 6, 5), 2)
+  weight = torch.from_numpy(np.asarray(params["params"]["kernel"]).transpose(2, 3, 0, 1).copy())
+  bias = torch.from_numpy(np.array(params["params"]["bias"]))
+  theirs = F.conv_transpose2d(_torch(x), weight, bias, stride=2, padding=1)
+  assert ours.shape == (2, 20, 28, 5)
+  assert _relative(ours, theirs.numpy().transpose(0, 2, 3, 1)) < 3e-6
+
+
+def test_model_with_winograd_equals_the_torch_reference(tmp_path):
+  """Same parameter tree as the XLA model; frames equal PyTorch's to float32 rounding."""
+  from ifirnn_jax import torch_reference
+  widths = dict(n1=4, n2=6, n3=8, nh=4, num_resblocks=1)
+  model = ifr.IFIRNN(cells=1, iterations=2, conv_impl="winograd", **widths)
+  shapes = jax.eval_shape(model.init, jax.random.key(3))
+  assert shapes == jax.eval_shape(ifr.IFIRNN(cells=1, **widths).init, jax.random.key(3))
+  rng = np.random.default_rng(1)
+  params = jax.tree.map(lambda s: jnp.asarray(rng.uniform(-0.3, 0.3, s.shape), s.dtype), shapes)
+  reference = torch_reference.TorchIFIRNN(cells=1, iterations=2, **widths)
+  torch_reference.load_safetensors(
+      reference, ifr.save_weights(params, tmp_path / "w.safetensors", model=model))
+  video = np.random.default_rng(0).uniform(size=(2, 13, 18, 3)).astype(np.float32)
+  ours = np.asarray(model.deblur(params, video))
+  theirs = torch_reference.deblur_numpy(reference, video)
+  assert _relative(ours - video, theirs - video) < 1e-5  # the network's residual alone
