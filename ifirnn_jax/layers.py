@@ -18,17 +18,18 @@ convolution with padding 1. On CPU those run as Winograd F(4x4, 3x3) (Lavin & Gr
 "Fast Algorithms for Convolutional Neural Networks", CVPR 2016): a fixed linear transform
 of overlapping 6x6 input tiles, 36 batched [tiles, C_in] x [C_in, C_out] matmuls, and a
 fixed transform back to 4x4 output tiles; 4x fewer multiply-adds than the direct
-convolution and ordinary matmuls in the backward pass. XLA:CPU runs it 1.3-1.6x faster
-forward and 2-4x faster forward+backward than its own convolution at this network's
-shapes (tests/test_layers.py checks it against `lax.conv_general_dilated`). The error is
-a few times float32 rounding (relative ~1e-6 per convolution). `impl` picks the
-algorithm: 'auto' (Winograd for float32 on CPU for all but small convolutions, XLA's
-convolution elsewhere, e.g. cuDNN on GPU), 'xla' or 'winograd'.
+convolution and ordinary matmuls in the backward pass. In a chain of the network's
+convolutions XLA:CPU runs it about 1.5-2x faster than its own convolution forward and
+2-3x faster forward+backward; alone, a large one can lose, as its 2.25x larger tile
+buffers are fresh memory to page in (tests/test_layers.py checks it against
+`lax.conv_general_dilated` and PyTorch). The error is a few times float32 rounding
+(relative ~1e-6 per convolution). `impl` picks the algorithm: 'xla', 'winograd' or 'auto'
+(Winograd for float32 on CPU for all but small convolutions, XLA's convolution elsewhere,
+e.g. cuDNN on GPU). It costs compile time (about 5x XLA's for the train step) and memory
+(about 2x the temporaries).
 """
 
 from __future__ import annotations
-
-import math
 
 import flax.linen as nn
 import jax
@@ -157,29 +158,40 @@ def winograd_conv3x3(x: Array, kernel: Array) -> Array:
   return _winograd_output(products.reshape(a, a, n, th, tw, u.shape[-1]), h, w)
 
 
-# 'auto' uses Winograd for convolutions with at least this many N * H * W * C_in * C_out:
-# below it XLA's own convolution is about as fast and compiles several times faster.
-_WINOGRAD_MIN_SIZE = 2**22
+# 'auto' on CPU uses Winograd for 3x3 convolutions with at least 16 input and output
+# channels and at least 64 output tiles (N * ceil(H/4) * ceil(W/4): the rows of its 36
+# matmuls, whose depth is C_in). Smaller ones run as fast as XLA's own convolution, which
+# compiles several times faster.
+_WINOGRAD_MIN_CHANNELS = 16
+_WINOGRAD_MIN_TILES = 64
+
+
+def _cpu_formulation(impl: str, x: Array) -> bool:
+  """Whether `impl` asks for the CPU formulations (Winograd, thin-input space-to-depth)."""
+  if impl not in CONV_IMPLS:
+    raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
+  if impl == "auto":
+    return jax.default_backend() == "cpu" and x.dtype == jnp.float32
+  return impl == "winograd"
 
 
 def _uses_winograd(impl: str, x: Array, kernel: Array, padding: int) -> bool:
-  if impl not in CONV_IMPLS:
-    raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
-  if impl == "xla" or kernel.shape[:2] != (3, 3) or padding != 1:
+  if not _cpu_formulation(impl, x) or kernel.shape[:2] != (3, 3) or padding != 1:
     return False
   if impl == "winograd":
     return True
-  size = math.prod(x.shape[:3]) * kernel.shape[2] * kernel.shape[3]
-  return (jax.default_backend() == "cpu" and x.dtype == jnp.float32
-          and size >= _WINOGRAD_MIN_SIZE)
+  n, h, w, _ = x.shape
+  tiles = n * -(-h // _TILE) * -(-w // _TILE)
+  return (min(kernel.shape[2], kernel.shape[3]) >= _WINOGRAD_MIN_CHANNELS
+          and tiles >= _WINOGRAD_MIN_TILES)
 
 
 def conv2d(x: Array, kernel: Array, bias: Array, padding: int, impl: str = "xla") -> Array:
   """Stride-1 cross-correlation, symmetric zero padding. x [N, H, W, C], kernel [k, k, C, O].
 
   impl: 'xla' (`lax.conv_general_dilated`), 'winograd' (`winograd_conv3x3` for 3x3 kernels
-  with padding 1, 'xla' otherwise) or 'auto': 'winograd' for float32 on CPU when
-  N * H * W * C * O >= 2**22, else 'xla' (cuDNN and the like on accelerators).
+  with padding 1, 'xla' otherwise) or 'auto': 'winograd' for float32 on CPU when C and
+  O >= 16 and there are >= 64 4x4 output tiles, else 'xla' (cuDNN and co. on accelerators).
   """
   kernel = kernel.astype(x.dtype)
   if _uses_winograd(impl, x, kernel, padding):
@@ -217,6 +229,23 @@ def strided5x5_as_space_to_depth_kernel(kernel: Array) -> Array:
   return k.transpose(0, 2, 1, 3, 4, 5).reshape(3, 3, 4 * k_in, k_out)
 
 
+# Stride-1 5x5/p2 on space_to_depth(x): output row 2Y + a reads input row 2(Y + d) + b through
+# kernel tap 2d + b - a + 2; index 5 marks "no tap" (outside 0..4: a zero row appended).
+_SAME5X5_TAPS = np.array([[[5 if not 0 <= 2 * d + b - a + 2 <= 4 else 2 * d + b - a + 2
+                            for a in (0, 1)] for b in (0, 1)] for d in (-1, 0, 1)])  # [d+1, b, a]
+
+
+def same5x5_as_space_to_depth_kernel(kernel: Array) -> Array:
+  """[5, 5, I, O] stride-1 kernel -> [3, 3, 4I, 4O] kernel: space_to_depth, 3x3 conv
+  (padding 1), depth_to_space equals the 5x5 conv with padding 2 (H, W even)."""
+  k_in, k_out = kernel.shape[2], kernel.shape[3]
+  k = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # [6, 6, I, O]
+  rows = _SAME5X5_TAPS[:, :, :, None, None, None]
+  cols = _SAME5X5_TAPS[None, None, None, :, :, :]
+  k = k[rows, cols]  # [3 (d_row), 2 (b), 2 (a), 3 (d_col), 2 (b'), 2 (a'), I, O]
+  return k.transpose(0, 3, 1, 4, 6, 2, 5, 7).reshape(3, 3, 4 * k_in, 4 * k_out)
+
+
 # Transposed 4x4/s2/p1: output row 2Y + a reads input row Y + d (d = -1, 0, 1) through
 # kernel tap ky = a + 1 - 2d; index 4 marks "no tap" (a zero row appended below).
 _TRANSPOSED_TAPS = np.array([[3, 4], [1, 2], [4, 0]])  # [d + 1, a] -> ky
@@ -237,6 +266,9 @@ class Conv(nn.Module):
 
   stride 2 is supported for k = 5 (the spec's only strided conv); input H, W even.
   impl: convolution algorithm, one of CONV_IMPLS (see `conv2d`); parameters are the same.
+  With the CPU formulations ('winograd', or 'auto' on CPU), a stride-1 5x5 conv on at most
+  4 input channels (the RGB input layer) runs as space_to_depth, a 3x3 XLA conv to 4x the
+  features and depth_to_space: XLA:CPU's direct 5x5 conv on 3 channels is 3-5x slower.
   """
 
   features: int
@@ -251,6 +283,10 @@ class Conv(nn.Module):
                         (k, k, x.shape[-1], self.features))
     bias = self.param("bias", _bias_init(fan_in), (self.features,))
     if self.stride == 1:
+      thin_input = k == 5 and x.shape[-1] <= 4 and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
+      if thin_input and _cpu_formulation(self.impl, x):
+        return depth_to_space(conv2d(space_to_depth(x), same5x5_as_space_to_depth_kernel(kernel),
+                                     jnp.tile(bias, 4), padding=1, impl="xla"))
       return conv2d(x, kernel, bias, padding=k // 2, impl=self.impl)
     if (self.stride, k) != (2, 5):
       raise NotImplementedError("only 5x5 stride-2 convolutions are strided here")

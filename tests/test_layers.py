@@ -95,6 +95,8 @@ def test_auto_uses_winograd_on_cpu_for_large_3x3_convolutions_only():
   big, small = (1, 135, 240, 80), (1, 13, 18, 80)
   assert "conv_general_dilated" not in _convolution_primitives("auto", big, (3, 3, 80, 80))
   assert "conv_general_dilated" in _convolution_primitives("auto", small, (3, 3, 80, 80))
+  # Few channels: Winograd's matmuls would have K = 8; XLA's convolution is as fast.
+  assert "conv_general_dilated" in _convolution_primitives("auto", (1, 270, 480, 8), (3, 3, 8, 80))
   assert "conv_general_dilated" in _convolution_primitives("xla", big, (3, 3, 80, 80))
   assert "conv_general_dilated" not in _convolution_primitives("winograd", small, (3, 3, 80, 80))
   # Winograd here is F(4x4, 3x3) only: other kernels and paddings stay XLA convolutions.
@@ -129,6 +131,22 @@ def test_strided_and_transposed_layers_with_winograd_equal_torch():
   theirs = F.conv_transpose2d(_torch(x), weight, bias, stride=2, padding=1)
   assert ours.shape == (2, 20, 28, 5)
   assert _relative(ours, theirs.numpy().transpose(0, 2, 3, 1)) < 3e-6
+
+
+@pytest.mark.parametrize("height,width", [(10, 14), (7, 9)])
+def test_thin_input_5x5_conv_equals_torch(height, width):
+  """On even sizes it runs as space_to_depth + 3x3 conv; odd sizes keep the direct conv."""
+  x = _random((2, height, width, 3), 9)
+  params, ours = _layer(layers.Conv(8, 5, impl="winograd"), x, (5, 5, 3, 8), 4)
+  weight = torch.from_numpy(np.asarray(params["params"]["kernel"]).transpose(3, 2, 0, 1).copy())
+  bias = torch.from_numpy(np.array(params["params"]["bias"]))
+  theirs = F.conv2d(_torch(x), weight, bias, padding=2).numpy().transpose(0, 2, 3, 1)
+  assert ours.shape == (2, height, width, 8)
+  assert _relative(ours, theirs) < 3e-6
+  jaxpr = jax.make_jaxpr(layers.Conv(8, 5, impl="winograd").apply)(params, x)
+  kernels = [eqn.invars[1].aval.shape for eqn in jaxpr.jaxpr.eqns
+             if eqn.primitive.name == "conv_general_dilated"]
+  assert kernels == ([(3, 3, 12, 32)] if height % 2 == 0 else [(5, 5, 3, 8)])
 
 
 def test_model_with_winograd_equals_the_torch_reference(tmp_path):
