@@ -17,6 +17,9 @@ Train: the training step of `train.train_step` (Adam of `train.create_optimizer`
 loss) for each `--scan-unroll` value, and `torch_reference.make_train_step`, from the same
 initial weights and batch; steps/s, ratios, and peak memory, each variant in its own child
 process by default (`--isolate`) so that one framework's peak does not hide the other's.
+With `--data DATASET` it also times the training input pipeline alone at the same batch,
+frames and crop, and prints its clips/s next to each step's (TRAINING.md: the pipeline
+must not be the bottleneck).
 
 Timings on shared machines are noisy: compare ratios from one run, not absolute numbers
 across runs. Results go to `--out` (JSON, written atomically, after every model).
@@ -266,6 +269,10 @@ class Settings:
   matmul_size: int
   seed: int
   out: str
+  data: str | None = None        # train: a dataset whose input pipeline is timed as well
+  layout: str = "gopro"
+  blur_dir: str = "blur_gamma"
+  cache_frames: bool = False
 
 
 def make_model(name: str, settings: Settings, scan_unroll: int | bool = 1) -> IFIRNN:
@@ -786,7 +793,43 @@ def run_train(settings: Settings, device: jax.Device, report: dict[str, Any],
   report["ratios_steps_per_s"] = {k: a["steps_per_s"] / b["steps_per_s"] for k, a, b in pairs}
   report["ratios_steps_per_s_best"] = {k: a["steps_per_s_best"] / b["steps_per_s_best"]
                                        for k, a, b in pairs}
+  for r in report["results"]:
+    r["clips_per_s"] = r["steps_per_s"] * b
   save()
+  if settings.data:
+    report["pipeline"] = measure_pipeline(settings)
+    for r in report["results"]:
+      r["pipeline_clips_per_s_over_step_clips_per_s"] = (report["pipeline"]["clips_per_s"]
+                                                         / r["clips_per_s"])
+    save()
+
+
+def measure_pipeline(settings: Settings) -> dict[str, Any]:
+  """Clips/s of the training input pipeline (data_pipeline.input_pipeline) on
+  `settings.data` at the train step's batch, frames and crop, measured alone."""
+  from data_pipeline import input_pipeline, layouts
+  from data_pipeline.errors import DataError
+  extra = {"blur_dir": settings.blur_dir} if settings.layout == "gopro" else {}
+  batches_timed = max(settings.repeats, 20)
+  progress(f"timing the input pipeline on {settings.data}: 3 warm-up + {batches_timed} "
+           f"batches of {settings.batch}x{settings.frames}x{settings.height}x{settings.width}")
+  try:
+    sequences = layouts.find_sequences(settings.data, settings.layout, "train",
+                                       clip_length=settings.frames, **extra)
+    batches = input_pipeline.make_train_iterator(
+        sequences, batch_size=settings.batch, clip_length=settings.frames,
+        crop_size=settings.height, seed=settings.seed, cache_frames=settings.cache_frames)
+    for _ in range(3):
+      next(batches)
+    start = time.perf_counter()
+    for _ in range(batches_timed):
+      next(batches)
+    seconds = (time.perf_counter() - start) / batches_timed
+  except DataError as e:
+    raise BenchmarkError(f"--data: {e}") from None
+  return dict(root=str(settings.data), layout=settings.layout, sequences=len(sequences),
+              cache_frames=settings.cache_frames, batch_s=seconds,
+              clips_per_s=settings.batch / seconds)
 
 
 def train_table(report: dict[str, Any]) -> str:
@@ -813,8 +856,17 @@ def train_table(report: dict[str, Any]) -> str:
   best = report["ratios_steps_per_s_best"]
   ratios = "\n".join(f"  {k}: {v:.2f} (best steps: {best[k]:.2f})"
                      for k, v in report["ratios_steps_per_s"].items())
-  return (title + "\n" + _table(columns, report["results"])
+  text = (title + "\n" + _table(columns, report["results"])
           + "\nsteps/s ratios (median steps):\n" + ratios)
+  if "pipeline" in report:
+    pipe = report["pipeline"]
+    lines = [f"input pipeline on {pipe['root']} ({pipe['sequences']} sequences, cache_frames "
+             f"{pipe['cache_frames']}), measured alone: {pipe['clips_per_s']:.1f} clips/s"]
+    lines += [f"  train step {r['variant']}: {r['clips_per_s']:.2f} clips/s -> pipeline / step "
+              f"= {r['pipeline_clips_per_s_over_step_clips_per_s']:.1f}x"
+              for r in report["results"]]
+    text += "\n" + "\n".join(lines)
+  return text
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -891,6 +943,14 @@ def build_parser() -> argparse.ArgumentParser:
                  help="train: each variant in its own child process (clean peak memory)")
   p.add_argument("--matmul-size", type=int, default=None,
                  help="matmul size for the peak rate (default 2048 on CPU, 4096 on GPU)")
+  p.add_argument("--data", help="train: also time the training input pipeline on this "
+                 "dataset at the same batch, frames and crop (--height = --width), to compare "
+                 "its clips/s with the step's")
+  p.add_argument("--layout", default="gopro", help="--data's layout (gopro, dvd, bsd, generic)")
+  p.add_argument("--blur-dir", default="blur_gamma", choices=("blur", "blur_gamma"),
+                 help="--data: GOPRO's blur folder")
+  p.add_argument("--cache-frames", action="store_true",
+                 help="--data: decode every frame once into memory (as configs/demo.py does)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default="benchmark.json", help="JSON results (written atomically)")
   return p
@@ -919,7 +979,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
       torch=use_torch, torch_threads=args.torch_threads or os.cpu_count() or 1,
       scan_unroll=_parse_unroll(pick("scan_unroll")), isolate=args.isolate,
       matmul_size=args.matmul_size or (2048 if platform == "cpu" else 4096),
-      seed=args.seed, out=args.out)
+      seed=args.seed, out=args.out, data=args.data, layout=args.layout,
+      blur_dir=args.blur_dir, cache_frames=args.cache_frames)
+  if settings.data and settings.mode != "train":
+    raise BenchmarkError("--data is for --mode train (it times the training input pipeline)")
+  if settings.data and settings.height != settings.width:
+    raise BenchmarkError(f"--data: the pipeline crops squares; pass --height equal to --width "
+                         f"(got {settings.height}x{settings.width})")
   if settings.height < 4 or settings.width < 4 or settings.height % 4 or settings.width % 4:
     raise BenchmarkError(f"--height and --width must be positive multiples of 4, got "
                          f"{settings.height}x{settings.width}")

@@ -31,6 +31,7 @@ def _manager(directory: Path, *, max_to_keep: int | None = None, best: bool = Fa
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
       cleanup_tmp_directories=not read_only,
+      save_interval_steps=0 if read_only else 1,
       best_fn=(lambda metrics: metrics["psnr"]) if best else None, best_mode="max",
       keep_checkpoints_without_metrics=not best)
   return ocp.CheckpointManager(directory.resolve(), options=options)

@@ -41,6 +41,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.compute_dtype = "float32"  # 'bfloat16' for GPUs
   c.model.scan_unroll = 0        # 0: auto (fully unrolled on CPU, 1 on GPU); or an int
   c.model.remat = False          # jax.checkpoint each frame step (bounds training memory)
+  # 3x3 conv algorithm: 'xla', 'winograd' or 'auto' (Winograd for float32 on CPU where it
+  # pays, XLA's convolution elsewhere; ifirnn_jax/layers.py). Same parameters either way.
+  c.model.conv_impl = "xla"
   # Start F_L's last conv at zero, so the untrained network is the identity (L_t = B_t);
   # not in the paper (whose init is unpublished): used by the short demo schedule.
   c.model.zero_init_output = False
@@ -113,7 +116,7 @@ def paper_config(model_name: str, dataset: str = "gopro") -> ml_collections.Conf
 
 def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`runlocal`-style shrink of any config: tiny widths, crops and schedule (tests, CPU)."""
-  c.model.update(n1=4, n2=6, n3=8, nh=4, num_resblocks=1, gate_hidden=4)
+  c.model.update(n1=6, n2=8, n3=8, nh=6, num_resblocks=1, gate_hidden=4)
   c.update(clip_length=3, crop_size=16, batch_size=2, num_train_steps=4,
            lr_halve_every_steps=2, log_every_steps=1, image_every_steps=2,
            eval_every_steps=2, checkpoint_every_steps=2, keep_checkpoints=2)
@@ -146,6 +149,9 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1) -> None:
     value = c.model[field]
     if not isinstance(value, int) or value < 1:
       raise ConfigError(f"config.model.{field} must be an integer >= 1, got {value!r}")
+  if c.model.conv_impl not in ("xla", "winograd", "auto"):
+    raise ConfigError(f"config.model.conv_impl must be 'xla', 'winograd' or 'auto', "
+                      f"got {c.model.conv_impl!r}")
   if c.model.compute_dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"config.model.compute_dtype must be 'float32' or 'bfloat16', "
                      f"got {c.model.compute_dtype!r}")

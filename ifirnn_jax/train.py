@@ -57,7 +57,7 @@ def create_model(config: ml_collections.ConfigDict, backend: str | None = None) 
   return IFIRNN(**default_config.model_fields(m.name), n1=m.n1, n2=m.n2, n3=m.n3, nh=m.nh,
                 num_resblocks=m.num_resblocks, gate_hidden=m.gate_hidden,
                 residual_output=m.residual_output, compute_dtype=m.compute_dtype,
-                scan_unroll=unroll, remat=m.remat)
+                scan_unroll=unroll, remat=m.remat, conv_impl=m.conv_impl)
 
 
 def initial_params(config: ml_collections.ConfigDict, model: IFIRNN, key: jax.Array) -> Params:
@@ -226,46 +226,45 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   last_log_time, last_log_step = time.perf_counter(), start_step
   step = start_step
   logging.info("Training %s for %d steps (from step %d)", model.name, num_steps, start_step)
-  with mesh:
-    for step in range(start_step + 1, num_steps + 1):
-      local = next(train_iter)
-      batch = {k: jax.make_array_from_process_local_data(data_sharding, v)
-               for k, v in local.items()}
-      state, metrics = step_fn(state, batch, seed_key)
-      loss = float(metrics["loss"])
-      if not math.isfinite(loss):
-        checkpoints.wait()
-        raise TrainingError(
-            f"non-finite loss ({loss}) at step {step}: stopping. The last good checkpoint "
-            f"(step {checkpoints.latest_step()}) in {workdir_path / 'checkpoints'} is intact; "
-            "lower config.learning_rate or set config.grad_clip_norm and restart.")
-      history.append(metrics)
-      report(step)
+  for step in range(start_step + 1, num_steps + 1):
+    local = next(train_iter)
+    batch = {k: jax.make_array_from_process_local_data(data_sharding, v)
+             for k, v in local.items()}
+    state, metrics = step_fn(state, batch, seed_key)
+    loss = float(metrics["loss"])
+    if not math.isfinite(loss):
+      checkpoints.wait()
+      raise TrainingError(
+          f"non-finite loss ({loss}) at step {step}: stopping. The last good checkpoint "
+          f"(step {checkpoints.latest_step()}) in {workdir_path / 'checkpoints'} is intact; "
+          "lower config.learning_rate or set config.grad_clip_norm and restart.")
+    history.append(metrics)
+    report(step)
 
-      if step % config.log_every_steps == 0 or step == num_steps:
-        now = time.perf_counter()
-        scalars = _mean_metrics(history)
-        steps_per_sec = (step - last_log_step) / (now - last_log_time)
-        scalars.update(steps_per_sec=steps_per_sec,
-                       clips_per_sec=steps_per_sec * config.batch_size)
-        writer.write_scalars(step, scalars)
-        history, last_log_time, last_log_step = [], now, step
+    if step % config.log_every_steps == 0 or step == num_steps:
+      now = time.perf_counter()
+      scalars = _mean_metrics(history)
+      steps_per_sec = (step - last_log_step) / (now - last_log_time)
+      scalars.update(steps_per_sec=steps_per_sec,
+                     clips_per_sec=steps_per_sec * config.batch_size)
+      writer.write_scalars(step, scalars)
+      history, last_log_time, last_log_step = [], now, step
 
-      if step % config.eval_every_steps == 0 or step == num_steps:
-        summary = evaluate.evaluate_sequences(
-            model, _host_params(state.params), eval_sequences,
-            skip_first=config.eval.skip_first, skip_last=config.eval.skip_last,
-            max_sequences=config.eval.max_sequences, max_frames=config.eval.max_frames,
-            keep_example=True)
-        writer.write_scalars(step, {"val_psnr": summary.psnr, "val_ssim": summary.ssim,
-                                    "val_blurry_psnr": summary.blurry_psnr})
-        if summary.example is not None:
-          writer.write_images(step, {k: v[None] for k, v in summary.example.items()})
-        checkpoints.save_best(step, state.params, model, summary.psnr)
+    if step % config.eval_every_steps == 0 or step == num_steps:
+      summary = evaluate.evaluate_sequences(
+          model, _host_params(state.params), eval_sequences,
+          skip_first=config.eval.skip_first, skip_last=config.eval.skip_last,
+          max_sequences=config.eval.max_sequences, max_frames=config.eval.max_frames,
+          keep_example=True)
+      writer.write_scalars(step, {"val_psnr": summary.psnr, "val_ssim": summary.ssim,
+                                  "val_blurry_psnr": summary.blurry_psnr})
+      if summary.example is not None:
+        writer.write_images(step, {k: v[None] for k, v in summary.example.items()})
+      checkpoints.save_best(step, state.params, model, summary.psnr)
 
-      if step % config.checkpoint_every_steps == 0 or step == num_steps:
-        checkpoints.save(step, state.params, {"step": state.step, "opt_state": state.opt_state},
-                         model)
+    if step % config.checkpoint_every_steps == 0 or step == num_steps:
+      checkpoints.save(step, state.params, {"step": state.step, "opt_state": state.opt_state},
+                       model)
   checkpoints.wait()
   checkpoints.close()
   writer.flush()

@@ -9,6 +9,8 @@ import pytest
 from ifirnn_jax import benchmark
 from ifirnn_jax.models import IFIRNN
 
+import data_trees
+
 TINY_WIDTHS = dict(n1=4, n2=6, n3=8, nh=4, num_resblocks=1)
 
 # ARCHITECTURE.md "Size and cost at the defaults": forward GFLOP per 960x540 frame.
@@ -137,7 +139,26 @@ def test_train_variants_can_share_this_process(tmp_path):
   assert set(report["ratios_steps_per_s"]) == {"jax scan_unroll=full / scan_unroll=1"}
 
 
+def test_train_run_times_the_input_pipeline_next_to_the_step(tmp_path, capsys):
+  root = data_trees.gopro_tree(tmp_path / "gopro")   # 24x32 frames, 6 per sequence
+  report = _run(tmp_path, "--mode", "train", "--models", "C1H1", "--batch", "2",
+                "--frames", "3", "--height", "16", "--width", "16", "--scan-unroll", "1",
+                "--no-torch", "--no-isolate", "--data", str(root), widths="4,6,8,4,0")
+  pipe = report["pipeline"]
+  assert pipe["sequences"] == 2 and pipe["clips_per_s"] > 0
+  assert pipe["clips_per_s"] == pytest.approx(2 / pipe["batch_s"])
+  (step,) = report["results"]
+  assert step["clips_per_s"] == pytest.approx(2 * step["steps_per_s"])
+  assert step["pipeline_clips_per_s_over_step_clips_per_s"] == pytest.approx(
+      pipe["clips_per_s"] / step["clips_per_s"])
+  out = capsys.readouterr().out
+  assert "input pipeline on" in out and "pipeline / step" in out
+
+
 @pytest.mark.parametrize("args,message", [
+    (["--data", "/nonexistent"], "--mode train"),
+    (["--mode", "train", "--models", "C1H1", "--height", "16", "--width", "24",
+      "--data", "/nonexistent"], "--height equal to --width"),
     (["--models", "C3H1"], "unknown model"),
     (["--widths", "4,6,8"], "--widths"),
     (["--height", "18"], "multiples of 4"),
