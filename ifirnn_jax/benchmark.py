@@ -927,7 +927,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                  help="compute dtype of our model (parameters stay float32; PyTorch float32)")
-  p.add_argument("--conv-impl", choices=CONV_IMPLS, default="xla",
+  p.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto",
                  help="our 3x3 convolution algorithm (IFIRNN.conv_impl, see layers.py)")
   p.add_argument("--device", choices=("cpu", "gpu"), default=None,
                  help="JAX device (default: JAX's default backend)")

@@ -33,7 +33,11 @@ def _manager(directory: Path, *, max_to_keep: int | None = None, best: bool = Fa
       cleanup_tmp_directories=not read_only,
       save_interval_steps=0 if read_only else 1,
       best_fn=(lambda metrics: metrics["psnr"]) if best else None, best_mode="max",
-      keep_checkpoints_without_metrics=not best)
+      keep_checkpoints_without_metrics=not best,
+      # The periodic and best managers may save the same step at once: distinct barrier
+      # names keep their multi-process synchronisation apart.
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+          barrier_sync_key_prefix="best" if best else "periodic"))
   return ocp.CheckpointManager(directory.resolve(), options=options)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import jax
@@ -24,3 +25,22 @@ def initialize_distributed(coordinator_address: str | None = None,
                                num_processes=num_processes, process_id=process_id)
   else:
     jax.distributed.initialize()  # reads SLURM's environment
+
+
+class _DropLibraryInfo(logging.Filter):
+  """Drops INFO and DEBUG records logged from inside `packages` (their WARNINGs stay)."""
+
+  def __init__(self, packages: tuple[str, ...]):
+    super().__init__()
+    self.markers = tuple(f"{os.sep}{p}{os.sep}" for p in packages)
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not any(
+        m in record.pathname for m in self.markers)
+
+
+def quiet_library_logs(packages: tuple[str, ...] = ("orbax",)) -> None:
+  """Keeps Orbax's per-checkpoint INFO lines (dozens per save) off the console, so the
+  progress and metric lines stay readable. Warnings and errors still show."""
+  for handler in logging.getLogger().handlers + logging.getLogger("absl").handlers:
+    handler.addFilter(_DropLibraryInfo(packages))

@@ -19,6 +19,7 @@ Exit status: 0 done, 2 bad input (message `error: ...` on stderr), 130 interrupt
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 import time
@@ -32,6 +33,7 @@ import numpy as np
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, open_frames
 from ifirnn_jax import metrics, tiling
+from ifirnn_jax.layers import CONV_IMPLS
 from ifirnn_jax.models import IFIRNN
 from ifirnn_jax.weights import WeightsError, load_model
 
@@ -179,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"overlap of neighbouring tiles (default: {DEFAULT_TILE_OVERLAP})")
   parser.add_argument("--max-frames", type=int, default=None,
                       help="deblur only the first K frames")
+  parser.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto",
+                      help="3x3 convolution algorithm: 'auto' = Winograd on CPU where it "
+                           "pays, XLA's convolution (cuDNN) on GPU; 'xla'; 'winograd'")
   return parser
 
 
@@ -223,6 +228,7 @@ def run(args: argparse.Namespace) -> None:
   _check_args(args)
   source = open_frames(args.input)
   model, params = load_network(args)
+  model = dataclasses.replace(model, conv_impl=args.conv_impl)
   if args.adaptive and not model.gated:
     raise ValueError(f"--adaptive needs a gated (-reg) model; {model.name} has no gate")
   iterations = model.iterations if args.iterations is None else args.iterations
@@ -245,6 +251,11 @@ def run(args: argparse.Namespace) -> None:
       outputs = deblur_frames(model, params, frames, iterations=iterations, grid=grid,
                               adaptive=args.adaptive)
       for done, (original, out) in enumerate(zip(originals, outputs), start=1):
+        if not np.isfinite(out).all():
+          raise ValueError(
+              f"{args.input}: the model's output is not finite at frame {done}: its hidden "
+              f"state diverged (a model trained on short clips can be unstable on long "
+              f"videos); nothing was written to {args.output}")
         frame = to_uint8(out)
         if args.compare:
           frame = np.concatenate([original, frame], axis=1)

@@ -41,9 +41,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.compute_dtype = "float32"  # 'bfloat16' for GPUs
   c.model.scan_unroll = 0        # 0: auto (fully unrolled on CPU, 1 on GPU); or an int
   c.model.remat = False          # jax.checkpoint each frame step (bounds training memory)
-  # 3x3 conv algorithm: 'xla', 'winograd' or 'auto' (Winograd for float32 on CPU where it
+  # 3x3 conv algorithm: 'auto' (Winograd for float32 on CPU where it
   # pays, XLA's convolution elsewhere; ifirnn_jax/layers.py). Same parameters either way.
-  c.model.conv_impl = "xla"
+  c.model.conv_impl = "auto"
   # Start F_L's last conv at zero, so the untrained network is the identity (L_t = B_t);
   # not in the paper (whose init is unpublished): used by the short demo schedule.
   c.model.zero_init_output = False

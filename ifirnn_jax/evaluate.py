@@ -52,6 +52,7 @@ import numpy as np
 
 from data_pipeline import eval_pipeline, image_io, layouts
 from ifirnn_jax import metrics
+from ifirnn_jax.layers import CONV_IMPLS
 from ifirnn_jax.models import IFIRNN, Params, pad_to_multiple_of_4
 
 
@@ -229,6 +230,10 @@ def evaluate_settings(model: IFIRNN, params: Params, sequences: Sequence[Any],
         tick = time.perf_counter()
         output, states[k], iterations = _run_step(model, params, blur, states[k], setting)
         output = np.asarray(output)  # waits for the device
+        if not np.isfinite(output).all():
+          raise EvalError(f"{sequence.name}/{name}: the model's output is not finite (its "
+                          f"hidden state diverged after {t + 1} frames; a model trained on "
+                          f"short clips can be unstable on long sequences)")
         if t > 0:  # the first frame of a sequence includes compilation
           tally.timed_frames += 1
           tally.timed_seconds += time.perf_counter() - tick
@@ -402,6 +407,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                       "write Fig. 4 and Fig. 5 with their data into --out")
   parser.add_argument("--max-iterations", type=int, default=None,
                       help="K of --sweep (default: max(2 * the model's N, 4))")
+  parser.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto",
+                      help="3x3 convolution algorithm: 'auto' = Winograd on CPU where it "
+                           "pays, XLA's convolution (cuDNN) on GPU; 'xla'; 'winograd'")
   parser.add_argument("--skip-first", type=int, default=4)
   parser.add_argument("--skip-last", type=int, default=1)
   parser.add_argument("--out", default=None, help="results folder (default: "
@@ -443,13 +451,14 @@ def _check_writable(folder: Path, what: str) -> None:
 def _load(args: argparse.Namespace) -> tuple[IFIRNN, Params]:
   from ifirnn_jax import checkpoint, default_config, weights
   if args.workdir:
-    return checkpoint.load_checkpoint(args.workdir, args.step, best=args.best)
-  model, params = weights.load_model(args.weights)
-  if args.model:
-    expected = dataclasses.replace(model, **default_config.model_fields(args.model))
-    params = weights.load_weights(args.weights, expected)
-    model = expected
-  return model, params
+    model, params = checkpoint.load_checkpoint(args.workdir, args.step, best=args.best)
+  else:
+    model, params = weights.load_model(args.weights)
+    if args.model:
+      expected = dataclasses.replace(model, **default_config.model_fields(args.model))
+      params = weights.load_weights(args.weights, expected)
+      model = expected
+  return dataclasses.replace(model, conv_impl=args.conv_impl), params
 
 
 def _settings(args: argparse.Namespace, model: IFIRNN) -> tuple[list[Setting], int]:

@@ -251,16 +251,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       history, last_log_time, last_log_step = [], now, step
 
     if step % config.eval_every_steps == 0 or step == num_steps:
-      summary = evaluate.evaluate_sequences(
-          model, _host_params(state.params), eval_sequences,
-          skip_first=config.eval.skip_first, skip_last=config.eval.skip_last,
-          max_sequences=config.eval.max_sequences, max_frames=config.eval.max_frames,
-          keep_example=True)
-      writer.write_scalars(step, {"val_psnr": summary.psnr, "val_ssim": summary.ssim,
-                                  "val_blurry_psnr": summary.blurry_psnr})
-      if summary.example is not None:
-        writer.write_images(step, {k: v[None] for k, v in summary.example.items()})
-      checkpoints.save_best(step, state.params, model, summary.psnr)
+      try:
+        summary = evaluate.evaluate_sequences(
+            model, _host_params(state.params), eval_sequences,
+            skip_first=config.eval.skip_first, skip_last=config.eval.skip_last,
+            max_sequences=config.eval.max_sequences, max_frames=config.eval.max_frames,
+            keep_example=True)
+      except evaluate.EvalError as e:  # an unstable moment of training: go on
+        logging.warning("validation at step %d skipped: %s", step, e)
+        summary = None
+      if summary is not None:
+        writer.write_scalars(step, {"val_psnr": summary.psnr, "val_ssim": summary.ssim,
+                                    "val_blurry_psnr": summary.blurry_psnr})
+        if summary.example is not None:
+          writer.write_images(step, {k: v[None] for k, v in summary.example.items()})
+        checkpoints.save_best(step, state.params, model, summary.psnr)
 
     if step % config.checkpoint_every_steps == 0 or step == num_steps:
       checkpoints.save(step, state.params, {"step": state.step, "opt_state": state.opt_state},
@@ -299,11 +304,13 @@ def main(argv: list[str]) -> None:
   config = _FLAGS.config
   workdir = _FLAGS.workdir or str(Path("workdirs") / Path(_FLAGS["config"].config_filename
                                                          .split(":")[0]).stem)
+  cli.quiet_library_logs()
   cli.initialize_distributed(_FLAGS.coordinator_address, _FLAGS.num_processes,
                              _FLAGS.process_id)
   try:
     train_and_evaluate(config, workdir)
-  except (default_config.ConfigError, DataError, TrainingError, ckpt.CheckpointError) as e:
+  except (default_config.ConfigError, DataError, TrainingError, ckpt.CheckpointError,
+          evaluate.EvalError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 

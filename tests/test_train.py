@@ -42,7 +42,9 @@ def dataset(tmp_path_factory):
 
 
 def _train_cmd(dataset, workdir, *extra):
+  # The demo's tiny variant as a C2H2 (two cells, two iterations: the whole recurrence).
   return [sys.executable, "-m", "ifirnn_jax.train", "--config", "configs/demo.py:tiny",
+          "--config.model.name=C2H2",
           f"--config.data.root={dataset}", "--config.data.make_default_if_missing=False",
           "--workdir", str(workdir), *extra]
 
@@ -91,7 +93,7 @@ def test_tiny_run_writes_checkpoints_metrics_and_results(reference_run):
   assert (workdir / "before_after.png").is_file()
   assert "blurry input" in result.stdout and "PSNR" in result.stdout
   assert list(workdir.glob("events.out.tfevents*")), "no TensorBoard events"
-  assert weights["cells.1.F_L.2.weight"].shape == (3, 4, 5, 5)
+  assert weights["cells.1.F_L.2.weight"].shape == (3, 6, 5, 5)  # [out, n1, k, k]
 
 
 def test_one_and_four_devices_reach_the_same_parameters(dataset, reference_run, tmp_path):
