@@ -194,3 +194,20 @@ def test_workdir_checkpoint_gives_same_output_as_weights(setup, capsys):
   status, err = _run(capsys, "--input", setup["clip"], "--output", setup["root"] / "bad_step",
                      "--workdir", workdir, "--step", 8)
   assert status == 2 and "no checkpoint at step 8" in err
+
+
+def test_a_diverging_model_stops_with_a_message_and_writes_nothing(setup, capsys):
+  """Non-finite output (here: a NaN bias in F_L's last conv) is an error, not a video of
+  garbage; neither the output nor a temporary file is left behind."""
+  params = jax.tree.map(lambda x: x, setup["params"])
+  last = params["cells_1"]["F_L_2"]
+  params["cells_1"]["F_L_2"] = dict(last, bias=jnp.full_like(last["bias"], jnp.nan))
+  weights = ifr.save_weights(params, setup["root"] / "nan.safetensors", model=setup["model"])
+  folder = setup["root"] / "diverged"
+  folder.mkdir()
+  status, err = _run(capsys, "--input", setup["clip"], "--output", folder / "out.mp4",
+                     "--weights", weights)
+  assert status == 2
+  message = err.strip().splitlines()[-1]
+  assert message.startswith("error: ") and "not finite at frame 1" in message
+  assert "Traceback" not in err and list(folder.iterdir()) == []

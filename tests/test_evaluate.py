@@ -340,3 +340,16 @@ def test_bad_input_exits_2_with_one_error_line(data, capsys, tmp_path):
     assert "Traceback" not in err and not stdout
   assert blocker.read_text() == "a file, not a folder"
   assert not (out / "results.json").exists()
+
+
+def test_a_diverging_model_is_reported_not_scored(data, capsys, tmp_path):
+  """A non-finite output would make PSNR NaN; evaluate stops with a message instead."""
+  params = dict(data["params"])
+  last = params["cells_1"]["F_L_2"]
+  params["cells_1"] = dict(params["cells_1"], F_L_2=dict(last, bias=last["bias"] * np.nan))
+  weights = ifr.save_weights(params, tmp_path / "nan.safetensors", model=data["model"])
+  status, _, err = _evaluate(capsys, "--weights", weights, "--data", data["dataset"],
+                             "--out", tmp_path / "eval")
+  assert status == 2 and "Traceback" not in err
+  assert "error: " in err and "output is not finite" in err and "GOPR0001_11_00" in err
+  assert not (tmp_path / "eval" / "results.json").exists()
