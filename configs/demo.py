@@ -9,9 +9,9 @@ steps, with Winograd 3x3 convolutions on CPU (conv_impl 'auto'): about 11 minute
 training on a 2-core CPU, 13 minutes with the data and the evaluation.
 
 Why this size: on 2 CPU cores in ~10 minutes the single-iteration cell gained the most
-per second of the variants measured (C2H2 12/16/24 and 16/24/32, C1H1, crops 64-128,
-2-8 frames; README "Quick start"); the intra-frame iterations pay off with the paper's
-longer GPU schedules.
+per second of the variants measured (C2H2 at 12/16/24 with crops 64 or 128, C1H1 at
+16/24/32 with crops 64 or 96, 4-8 frames; README "Quick start"); the intra-frame
+iterations pay off with the paper's longer GPU schedules.
 
   python -m ifirnn_jax.train --config configs/demo.py
 
