@@ -1,11 +1,15 @@
-"""Process set-up shared by the command-line tools (no model or data logic here)."""
+"""Set-up shared by the command-line tools: processes, logging, common flags (no model or
+data logic here)."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 
 import jax
+
+from ifirnn_jax.layers import CONV_IMPLS
 
 
 def initialize_distributed(coordinator_address: str | None = None,
@@ -44,3 +48,10 @@ def quiet_library_logs(packages: tuple[str, ...] = ("orbax",)) -> None:
   progress and metric lines stay readable. Warnings and errors still show."""
   for handler in logging.getLogger().handlers + logging.getLogger("absl").handlers:
     handler.addFilter(_DropLibraryInfo(packages))
+
+
+def add_conv_impl_flag(parser: argparse.ArgumentParser) -> None:
+  """--conv-impl for the inference commands (IFIRNN.conv_impl, see layers.py)."""
+  parser.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto",
+                      help="3x3 convolution algorithm: 'auto' = Winograd on CPU where it "
+                           "pays, XLA's convolution (cuDNN) on GPU; 'xla'; 'winograd'")

@@ -32,8 +32,7 @@ import numpy as np
 
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, open_frames
-from ifirnn_jax import metrics, tiling
-from ifirnn_jax.layers import CONV_IMPLS
+from ifirnn_jax import cli, metrics, tiling
 from ifirnn_jax.models import IFIRNN
 from ifirnn_jax.weights import WeightsError, load_model
 
@@ -181,9 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"overlap of neighbouring tiles (default: {DEFAULT_TILE_OVERLAP})")
   parser.add_argument("--max-frames", type=int, default=None,
                       help="deblur only the first K frames")
-  parser.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto",
-                      help="3x3 convolution algorithm: 'auto' = Winograd on CPU where it "
-                           "pays, XLA's convolution (cuDNN) on GPU; 'xla'; 'winograd'")
+  cli.add_conv_impl_flag(parser)
   return parser
 
 

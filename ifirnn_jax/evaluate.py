@@ -51,8 +51,7 @@ import jax
 import numpy as np
 
 from data_pipeline import eval_pipeline, image_io, layouts
-from ifirnn_jax import metrics
-from ifirnn_jax.layers import CONV_IMPLS
+from ifirnn_jax import cli, metrics
 from ifirnn_jax.models import IFIRNN, Params, pad_to_multiple_of_4
 
 
@@ -407,9 +406,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                       "write Fig. 4 and Fig. 5 with their data into --out")
   parser.add_argument("--max-iterations", type=int, default=None,
                       help="K of --sweep (default: max(2 * the model's N, 4))")
-  parser.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto",
-                      help="3x3 convolution algorithm: 'auto' = Winograd on CPU where it "
-                           "pays, XLA's convolution (cuDNN) on GPU; 'xla'; 'winograd'")
+  cli.add_conv_impl_flag(parser)
   parser.add_argument("--skip-first", type=int, default=4)
   parser.add_argument("--skip-last", type=int, default=1)
   parser.add_argument("--out", default=None, help="results folder (default: "

@@ -259,8 +259,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             keep_example=True)
       except evaluate.EvalError as e:  # an unstable moment of training: go on
         logging.warning("validation at step %d skipped: %s", step, e)
-        summary = None
-      if summary is not None:
+      else:
         writer.write_scalars(step, {"val_psnr": summary.psnr, "val_ssim": summary.ssim,
                                     "val_blurry_psnr": summary.blurry_psnr})
         if summary.example is not None:
