@@ -13,6 +13,8 @@ The recipe of the paper (Section 4.2), per clip (one batch element):
     (counter-clockwise) rotation, each with probability 1/2, shared by the
     whole clip; the rotation is only drawn for square crops (it would change
     the shape of a non-square crop) and skipped otherwise;
+  * if `augment_colour` (not in the paper; off by default): a random
+    permutation of the RGB channels, shared by the whole clip, blur and sharp;
   * Gaussian noise on blur only: per clip sigma = |s|, s ~ N(0,
     noise_std_sigma^2) in 8-bit units, then every pixel gets N(0, sigma^2)/255.
     As in the paper the noisy blur is NOT clipped, so it can leave [0, 1]
@@ -93,7 +95,7 @@ class _ClipSampler:
 
   def __init__(self, sizes: list[tuple[int, int]], lengths: list[int],
                clip_length: int, crop: tuple[int, int], seed: int,
-               augment: bool, noise_std_sigma: float):
+               augment: bool, noise_std_sigma: float, augment_colour: bool = False):
     num_starts = np.array(lengths, np.int64) - clip_length + 1
     self.clip_end = tf.constant(np.cumsum(num_starts), tf.int64)
     self.num_starts = tf.constant(num_starts, tf.int64)
@@ -106,6 +108,7 @@ class _ClipSampler:
     self.crop = crop
     self.key = tf.constant([seed, 0], tf.int64)
     self.augment = augment
+    self.augment_colour = augment_colour
     self.noise_std_sigma = noise_std_sigma
 
   def __call__(self, step: tf.Tensor, index: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -114,7 +117,7 @@ class _ClipSampler:
     Returns:
       sequence (index into the sequence list), start (first frame), y, x
       (crop corner), flips int32 [3] (horizontal, vertical, rotate; 0 or 1),
-      sigma (noise std in 8-bit units), noise_key (seed of the noise).
+      channels int32 [3] (the RGB order: a permutation, or [0, 1, 2]), sigma (noise std in 8-bit units), noise_key (seed of the noise).
     """
     key = tf.random.experimental.stateless_fold_in(
         self.key, step, alg=_RNG_ALG)
@@ -139,8 +142,12 @@ class _ClipSampler:
       flips = flips * tf.constant([1, 1, 0], tf.int32)
     sigma = self.noise_std_sigma * tf.abs(tf.random.stateless_normal(
         [], keys[4], dtype=tf.float32, alg=_RNG_ALG))
+    channels = tf.range(3, dtype=tf.int32)
+    if self.augment_colour:  # A key of its own: the other draws stay as they were.
+      colour_key = tf.random.experimental.stateless_fold_in(key, _NUM_KEYS, alg=_RNG_ALG)
+      channels = tf.argsort(tf.random.stateless_uniform([3], colour_key, alg=_RNG_ALG))
     return dict(sequence=sequence, start=start, y=y, x=x, flips=flips,
-                sigma=sigma, noise_key=keys[5])
+                channels=tf.cast(channels, tf.int32), sigma=sigma, noise_key=keys[5])
 
   def frame_indices(self, params: dict[str, tf.Tensor]) -> tf.Tensor:
     """Indices into the flat frame lists of the clip's frames, int64 [T]."""
@@ -180,6 +187,7 @@ def _finish_clip(blur: tf.Tensor, sharp: tf.Tensor,
   """Augments uint8 [T, h, w, 3] crops, converts to [0, 1], adds noise."""
   num_frames = blur.shape[0]
   both = _augment(tf.concat([blur, sharp], axis=0), params["flips"])
+  both = tf.gather(both, params["channels"], axis=-1)
   both = tf.cast(both, tf.float32) / 255.0
   blur, sharp = both[:num_frames], both[num_frames:]
   if add_noise:
@@ -262,7 +270,7 @@ def make_train_iterator(
     sequences: SequenceType[Sequence], *, batch_size: int, seed: int,
     clip_length: int = 12, crop_size: int | tuple[int, int] = 256,
     start_step: int = 0, process_index: int = 0, process_count: int = 1,
-    noise_std_sigma: float = 2.0, augment: bool = True,
+    noise_std_sigma: float = 2.0, augment: bool = True, augment_colour: bool = False,
     cache_frames: bool = False, prefetch: int = 2) -> Iterator[Batch]:
   """An endless iterator over this process's slice of the training batches.
 
@@ -278,6 +286,7 @@ def make_train_iterator(
     noise_std_sigma: std of s, sigma = |s| the per-clip noise std on blur, in
       8-bit units (2.0 in the paper; 0 for no noise).
     augment: random flips and 90-degree rotations.
+    augment_colour: a random permutation of the RGB channels per clip.
     cache_frames: decode every frame once and keep them in memory.
     prefetch: batches prepared ahead.
 
@@ -323,7 +332,7 @@ def make_train_iterator(
   first_index = process_index * local_batch
   sampler = _ClipSampler(sizes, [s.num_frames for s in sequences],
                          clip_length, crop, seed, augment,
-                         float(noise_std_sigma))
+                         float(noise_std_sigma), augment_colour)
   loader = (_cached_clip_loader if cache_frames else _file_clip_loader)(
       sequences, sampler, crop)
 

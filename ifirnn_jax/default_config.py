@@ -64,7 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.crop_size = 256
   c.batch_size = 4               # global batch (clips), split over processes/devices
   c.noise_std_sigma = 2.0        # sigma ~ |N(0, 2^2)| per clip, 8-bit units
-  c.augment = True
+  c.augment = True                # flips and 90-degree rotations (paper)
+  c.augment_colour = False        # random RGB channel order per clip (not in the paper)
 
   c.learning_rate = 1e-4
   c.num_epochs = 500

@@ -217,6 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       crop_size=config.crop_size, seed=config.seed, start_step=start_step,
       process_index=jax.process_index(), process_count=jax.process_count(),
       noise_std_sigma=config.noise_std_sigma, augment=config.augment,
+      augment_colour=config.augment_colour,
       cache_frames=config.data.cache_frames)
 
   # ---------------------------------------------------------------- loop

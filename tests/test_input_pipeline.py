@@ -113,6 +113,23 @@ def test_non_square_crops_skip_rotation(png_sequences):
   assert {_identify(c, (8, 20))[-1] for c in plain["sharp"]} == {(0, 0, 0)}
 
 
+def test_colour_augmentation_permutes_channels_per_clip(png_sequences):
+  def run(**kwargs):
+    return next(make_train_iterator(png_sequences, batch_size=48, seed=3, clip_length=2,
+                                    crop_size=16, noise_std_sigma=0.0, **kwargs))
+  plain, coloured = run(), run(augment_colour=True)
+  permutations = set()
+  for i in range(48):
+    fits = [p for p in itertools.permutations(range(3))
+            if all(np.array_equal(coloured[k][i], plain[k][i][..., list(p)])
+                   for k in ("blur", "sharp"))]
+    assert fits, f"clip {i} is not a channel permutation of the plain clip"
+    if len(fits) == 1:
+      permutations.add(fits[0])
+  # Every order occurs (one per clip, shared by its frames, blur and sharp).
+  assert len(permutations) == 6
+
+
 def test_batches_are_a_function_of_seed_and_step(png_sequences):
   def run(**kwargs):
     return make_train_iterator(png_sequences, batch_size=4, clip_length=3,
