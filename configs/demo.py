@@ -4,9 +4,10 @@ The embedded dataset (made by data_pipeline.default_data from photographs shippe
 scikit-image, no download) is generated at data/default on first use. The model is a
 C1H1 (one cell, one iteration: the paper's baseline RNN) at widths 16/24/32, hidden 16,
 3 ResBlocks; F_L's last conv starts at zero so the untrained model is the identity.
-It trains for 3600 steps of 3 clips x 4 frames x 96x96 at lr 1e-3, halved every 900
-steps, with Winograd 3x3 convolutions on CPU (conv_impl 'auto'): about 11 minutes of
-training on a 2-core CPU, 13 minutes with the data and the evaluation.
+It trains for 3200 steps of 3 clips x 4 frames x 96x96 at lr 1e-3, halved every 800
+steps, with Winograd 3x3 convolutions on CPU (conv_impl 'auto'): about 10 minutes of
+training on a 2-core CPU, 12-13 minutes with the install, the data and the evaluation
+(3600 steps took 12.6 and 14.4 minutes in two fresh clones: too close to 15).
 
 Why this size: on 2 CPU cores in ~10 minutes the single-iteration cell gained the most
 per second of the variants measured (C2H2 at 12/16/24 with crops 64 or 128, C1H1 at
@@ -30,7 +31,7 @@ def get_config(arg=None):
   config.data.update(layout="gopro", root="data/default", blur_dir="blur_gamma",
                      make_default_if_missing=True, cache_frames=True)
   config.update(clip_length=4, crop_size=96, batch_size=3, learning_rate=1e-3,
-                grad_clip_norm=0.1, num_train_steps=3600, lr_halve_every_steps=900,
+                grad_clip_norm=0.1, num_train_steps=3200, lr_halve_every_steps=800,
                 log_every_steps=100, image_every_steps=1200, eval_every_steps=1200,
                 checkpoint_every_steps=600, keep_checkpoints=2)
   config.eval.update(skip_first=4, skip_last=1, max_sequences=2, max_frames=12)

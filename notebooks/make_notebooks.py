@@ -167,7 +167,7 @@ QUICKSTART = [
         REPO_URL = "https://github.com/ifirnn-jax/ifirnn-jax"  # placeholder: your clone URL
         OUTPUT_ROOT = None  # data/, workdirs/, outputs/ go here; None: the repository
                             # (TINY: a new temporary folder)
-        TRAIN_STEPS = None  # None: the demo's schedule (3600 steps, about 11 min on 2 CPU
+        TRAIN_STEPS = None  # None: the demo's schedule (3200 steps, about 10 min on 2 CPU
                             # cores); fewer: faster, and a weaker model
         MY_VIDEO = None  # a video file (or folder of frames) of yours; None: upload on Colab
         MAX_FRAMES = 60  # deblur at most this many frames of your video
