@@ -117,7 +117,8 @@ class _ClipSampler:
     Returns:
       sequence (index into the sequence list), start (first frame), y, x
       (crop corner), flips int32 [3] (horizontal, vertical, rotate; 0 or 1),
-      channels int32 [3] (the RGB order: a permutation, or [0, 1, 2]), sigma (noise std in 8-bit units), noise_key (seed of the noise).
+      channels int32 [3] (the RGB order: a permutation, or [0, 1, 2]), sigma
+      (noise std in 8-bit units), noise_key (seed of the noise).
     """
     key = tf.random.experimental.stateless_fold_in(
         self.key, step, alg=_RNG_ALG)
