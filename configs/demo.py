@@ -8,7 +8,7 @@ It trains for 3200 steps of 3 clips x 4 frames x 96x96 at lr 1e-3, halved every 
 steps, with Winograd 3x3 convolutions on CPU (conv_impl 'auto'): 10-13 minutes of
 training on a 2-core CPU (4.2-5.6 steps/s measured on this project's machine); the
 README's whole first command took 14.6 minutes in a fresh clone at the slow end. 3600
-steps took 12.6 and 14.4 minutes: too close to the 15-minute budget.
+steps took 12.6 (an earlier session) and 14.4 minutes: too close to the 15-minute budget.
 
 Why this size: on 2 CPU cores in ~10 minutes the single-iteration cell gained the most
 per second of the variants measured (C2H2 at 12/16/24 with crops 64 or 128, C1H1 at

@@ -184,11 +184,12 @@ def _augment(clip: tf.Tensor, flips: tf.Tensor) -> tf.Tensor:
 
 def _finish_clip(blur: tf.Tensor, sharp: tf.Tensor,
                  params: dict[str, tf.Tensor],
-                 add_noise: bool) -> dict[str, tf.Tensor]:
+                 add_noise: bool, permute_channels: bool) -> dict[str, tf.Tensor]:
   """Augments uint8 [T, h, w, 3] crops, converts to [0, 1], adds noise."""
   num_frames = blur.shape[0]
   both = _augment(tf.concat([blur, sharp], axis=0), params["flips"])
-  both = tf.gather(both, params["channels"], axis=-1)
+  if permute_channels:
+    both = tf.gather(both, params["channels"], axis=-1)
   both = tf.cast(both, tf.float32) / 255.0
   blur, sharp = both[:num_frames], both[num_frames:]
   if add_noise:
@@ -344,7 +345,7 @@ def make_train_iterator(
     blur, sharp = loader(params)
     blur.set_shape([clip_length, *crop, 3])
     sharp.set_shape([clip_length, *crop, 3])
-    return _finish_clip(blur, sharp, params, noise_std_sigma > 0)
+    return _finish_clip(blur, sharp, params, noise_std_sigma > 0, augment_colour)
 
   options = tf.data.Options()
   options.deterministic = True
