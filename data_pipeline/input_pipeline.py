@@ -148,7 +148,7 @@ class _ClipSampler:
       colour_key = tf.random.experimental.stateless_fold_in(key, _NUM_KEYS, alg=_RNG_ALG)
       channels = tf.argsort(tf.random.stateless_uniform([3], colour_key, alg=_RNG_ALG))
     return dict(sequence=sequence, start=start, y=y, x=x, flips=flips,
-                channels=tf.cast(channels, tf.int32), sigma=sigma, noise_key=keys[5])
+                channels=channels, sigma=sigma, noise_key=keys[5])
 
   def frame_indices(self, params: dict[str, tf.Tensor]) -> tf.Tensor:
     """Indices into the flat frame lists of the clip's frames, int64 [T]."""

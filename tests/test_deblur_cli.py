@@ -12,26 +12,11 @@ import ifirnn_jax as ifr
 from data_pipeline.video import FrameSink, open_frames
 from ifirnn_jax import metrics
 from ifirnn_jax.deblur import main
+from tiny_models import tiny_params
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL_VIDEO = SHARED / "data" / "real_shake" / "VID_20150407_232353.mp4"
 NUM_FRAMES = 12
-
-
-def tiny_params(model, seed=0):
-  """Random parameters of PyTorch's default scale, U(+-1/sqrt(fan_in)).
-
-  Built from `jax.eval_shape(model.init)`: `model.init` itself compiles for about
-  10 s on the 2-core CI machine, which these tests do not need.
-  """
-  rng = np.random.default_rng(seed)
-
-  def fill(leaf):
-    fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 100
-    bound = 1 / np.sqrt(fan_in)
-    return jnp.asarray(rng.uniform(-bound, bound, leaf.shape).astype(np.float32))
-
-  return jax.tree.map(fill, jax.eval_shape(model.init, jax.random.key(0)))
 
 
 @pytest.fixture(scope="module")
