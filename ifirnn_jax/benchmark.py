@@ -1039,4 +1039,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+  from ifirnn_jax import huge_pages
+  huge_pages.restart_with_huge_pages()  # re-executes once (huge_pages.py)
   sys.exit(main())

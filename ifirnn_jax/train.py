@@ -316,6 +316,8 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  from ifirnn_jax import huge_pages
+  huge_pages.restart_with_huge_pages()  # re-executes once (huge_pages.py)
   from absl import app, flags
   from ml_collections import config_flags
 
