@@ -33,7 +33,8 @@ MIN_GLIBC = (2, 35)  # the first glibc with the glibc.malloc.hugetlb tunable
 def thp_mode(path: str = THP_MODE_FILE) -> str | None:
   """The kernel's transparent-huge-page mode ('always', 'madvise', 'never'), or None."""
   try:
-    text = open(path, encoding="ascii").read()
+    with open(path, encoding="ascii") as file:
+      text = file.read()
   except OSError:
     return None
   for word in text.split():
