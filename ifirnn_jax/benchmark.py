@@ -304,7 +304,9 @@ def select_device(platform: str) -> jax.Device:
 def environment(device: jax.Device) -> dict[str, Any]:
   env = {"jax": jax.__version__, "backend": device.platform,
          "device_kind": device.device_kind, "cpu_count": os.cpu_count(),
-         "python": sys.version.split()[0]}
+         "python": sys.version.split()[0],
+         # 2 MiB pages change CPU timings (huge_pages.py); both frameworks run under them.
+         "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}
   try:
     import torch
     env["torch"] = torch.__version__
@@ -503,6 +505,12 @@ def run_inference(settings: Settings, device: jax.Device, report: dict[str, Any]
                f"elapsed, about {format_duration(left)} left")
 
 
+def _pages(report: dict[str, Any]) -> str:
+  tunables = report["environment"].get("glibc_tunables") or ""
+  return ("pages: 2 MiB (glibc.malloc.hugetlb=1)" if "glibc.malloc.hugetlb=1" in tunables
+          else "pages: glibc default")
+
+
 def inference_table(report: dict[str, Any]) -> str:
   columns = [
       ("model", lambda r: r["model"]),
@@ -526,7 +534,8 @@ def inference_table(report: dict[str, Any]) -> str:
            f" ({report['environment']['device_kind']}), 3x3 convs: {s['conv_impl']}; matmul "
            + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["matmul_gflops_per_s"].items())
            + f"; clip = {s['batch']} x {s['frames']} frames; peak memory = "
-           + (report["results"][0]["peak_memory_method"] if report["results"] else "-"))
+           + (report["results"][0]["peak_memory_method"] if report["results"] else "-")
+           + f"; {_pages(report)}")
   return title + "\n" + _table(columns, report["results"])
 
 
@@ -852,7 +861,8 @@ def train_table(report: dict[str, Any]) -> str:
            f"batch {s['batch']} x {s['frames']} frames x {s['height']}x{s['width']}, "
            f"{s['dtype']}, {report['environment']['backend']}, 3x3 convs: "
            f"{s['conv_impl']}; memory: "
-           f"{report['results'][0]['peak_memory_method'] if report['results'] else '-'}")
+           f"{report['results'][0]['peak_memory_method'] if report['results'] else '-'}; "
+           f"{_pages(report)}")
   best = report["ratios_steps_per_s_best"]
   ratios = "\n".join(f"  {k}: {v:.2f} (best steps: {best[k]:.2f})"
                      for k, v in report["ratios_steps_per_s"].items())

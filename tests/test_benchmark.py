@@ -83,8 +83,10 @@ def _run(tmp_path, *args, widths="4,6,8,4,1"):
   return json.loads(out.read_text())
 
 
-def test_tiny_inference_run_writes_the_report(tmp_path, capsys):
+def test_tiny_inference_run_writes_the_report(tmp_path, capsys, monkeypatch):
+  monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")  # what the CLI restarts with
   report = _run(tmp_path, "--models", "C1H1,C2H2-reg", "--batch", "1", "--frames", "2")
+  assert report["environment"]["glibc_tunables"] == "glibc.malloc.hugetlb=1"
   assert report["mode"] == "inference" and report["settings"]["conv_impl"] == "xla"
   assert set(report["matmul_gflops_per_s"]) >= {"float32"}
   assert report["matmul_gflops_per_s"]["float32"] > 0
@@ -103,9 +105,11 @@ def test_tiny_inference_run_writes_the_report(tmp_path, capsys):
     assert r["torch"]["rel_l2_error_first_frame"] < 1e-5
   table = capsys.readouterr().out
   assert "C2H2-reg" in table and "ours/torch" in table
+  assert "pages: 2 MiB (glibc.malloc.hugetlb=1)" in table
 
 
-def test_tiny_train_run_writes_the_report(tmp_path, capsys):
+def test_tiny_train_run_writes_the_report(tmp_path, capsys, monkeypatch):
+  monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
   report = _run(tmp_path, "--mode", "train", "--models", "C1H1", "--batch", "2",
                 "--frames", "1", "--scan-unroll", "full", widths="4,6,8,4,0")
   assert report["mode"] == "train"
@@ -124,7 +128,9 @@ def test_tiny_train_run_writes_the_report(tmp_path, capsys):
   ratio = report["ratios_steps_per_s"]["jax scan_unroll=full / torch"]
   assert ratio == pytest.approx(ours["steps_per_s"] / theirs["steps_per_s"])
   assert report["ratios_steps_per_s_best"].keys() == report["ratios_steps_per_s"].keys()
-  assert "steps/s ratios" in capsys.readouterr().out
+  table = capsys.readouterr().out
+  assert "steps/s ratios" in table and "pages: glibc default" in table
+  assert report["environment"]["glibc_tunables"] is None
 
 
 def test_train_variants_can_share_this_process(tmp_path):
