@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ifirnn_jax import default_config
+from ifirnn_jax import default_config, huge_pages
 from ifirnn_jax.layers import CONV_IMPLS
 from ifirnn_jax.models import IFIRNN
 
@@ -507,7 +507,7 @@ def run_inference(settings: Settings, device: jax.Device, report: dict[str, Any]
 
 def _pages(report: dict[str, Any]) -> str:
   tunables = report["environment"].get("glibc_tunables") or ""
-  return ("pages: 2 MiB (glibc.malloc.hugetlb=1)" if "glibc.malloc.hugetlb=1" in tunables
+  return (f"pages: 2 MiB ({huge_pages.TUNABLE})" if huge_pages.TUNABLE in tunables
           else "pages: glibc default")
 
 
@@ -1049,6 +1049,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  from ifirnn_jax import huge_pages
   huge_pages.restart_with_huge_pages()  # re-executes once (huge_pages.py)
   sys.exit(main())

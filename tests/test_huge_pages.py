@@ -74,10 +74,21 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def _run_child(**env_changes):
+def _this_machine_restarts():
+  return huge_pages.should_restart({}, platform.system(), huge_pages.glibc_version(),
+                                   huge_pages.thp_mode())
+
+
+def _clean_env(**env_changes):
+  """This process's environment without the tunable and the opt-out, plus env_changes."""
   env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES",
                                                           huge_pages.OPT_OUT)}
   env.update(env_changes)
+  return env
+
+
+def _run_child(**env_changes):
+  env = _clean_env(**env_changes)
   result = subprocess.run([sys.executable, "-c", _CHILD], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120, check=True)
   lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
@@ -86,8 +97,7 @@ def _run_child(**env_changes):
 
 
 def test_restart_sets_the_tunable_once_in_the_same_process():
-  supported = huge_pages.should_restart({}, platform.system(), huge_pages.glibc_version(),
-                                        huge_pages.thp_mode())
+  supported = _this_machine_restarts()
   result, lines, pids = _run_child()
   if supported:  # this machine (Linux, glibc 2.36, THP madvise) takes this branch
     assert result.stderr.count("restarting with GLIBC_TUNABLES=glibc.malloc.hugetlb=1") == 1
@@ -110,10 +120,8 @@ def test_opt_out_and_user_tunables_are_respected():
 @pytest.mark.parametrize("module", ["ifirnn_jax.train", "ifirnn_jax.evaluate",
                                     "ifirnn_jax.deblur", "ifirnn_jax.benchmark"])
 def test_the_command_line_tools_restart(module):
-  supported = huge_pages.should_restart({}, platform.system(), huge_pages.glibc_version(),
-                                        huge_pages.thp_mode())
-  env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-  result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, env=env,
+  supported = _this_machine_restarts()
+  result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, env=_clean_env(),
                           capture_output=True, text=True, timeout=300)
   # The restarted process still ran the command (absl's help names --workdir).
   assert ("--workdir" if module.endswith("train") else "usage:") in result.stdout + result.stderr
