@@ -306,10 +306,14 @@ def environment(device: jax.Device) -> dict[str, Any]:
          "device_kind": device.device_kind, "cpu_count": os.cpu_count(),
          "python": sys.version.split()[0],
          # 2 MiB pages change CPU timings (huge_pages.py); both frameworks run under them.
-         "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}
+         "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
+         # None (JAX's default) lets GPUs run float32 convs and matmuls as TF32.
+         "matmul_precision": jax.config.jax_default_matmul_precision}
   try:
     import torch
     env["torch"] = torch.__version__
+    if device.platform != "cpu" and torch.cuda.is_available():
+      env["torch_cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
   except ImportError:
     env["torch"] = None
   return env
@@ -511,6 +515,18 @@ def _pages(report: dict[str, Any]) -> str:
           else "pages: glibc default")
 
 
+def _precision(report: dict[str, Any]) -> str:
+  """On accelerators: which float32 precision the convs and matmuls ran at."""
+  env = report["environment"]
+  if env["backend"] == "cpu":
+    return ""  # XLA:CPU always computes float32 in full float32
+  precision = env.get("matmul_precision")
+  if precision is None:
+    return ("; float32 precision: JAX's default (TF32 on NVIDIA GPUs since Ampere; "
+            "JAX_DEFAULT_MATMUL_PRECISION=highest for full float32)")
+  return f"; float32 precision: {precision} (JAX_DEFAULT_MATMUL_PRECISION)"
+
+
 def inference_table(report: dict[str, Any]) -> str:
   columns = [
       ("model", lambda r: r["model"]),
@@ -535,7 +551,7 @@ def inference_table(report: dict[str, Any]) -> str:
            + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["matmul_gflops_per_s"].items())
            + f"; clip = {s['batch']} x {s['frames']} frames; peak memory = "
            + (report["results"][0]["peak_memory_method"] if report["results"] else "-")
-           + f"; {_pages(report)}")
+           + f"; {_pages(report)}{_precision(report)}")
   return title + "\n" + _table(columns, report["results"])
 
 
@@ -862,7 +878,7 @@ def train_table(report: dict[str, Any]) -> str:
            f"{s['dtype']}, {report['environment']['backend']}, 3x3 convs: "
            f"{s['conv_impl']}; memory: "
            f"{report['results'][0]['peak_memory_method'] if report['results'] else '-'}; "
-           f"{_pages(report)}")
+           f"{_pages(report)}{_precision(report)}")
   best = report["ratios_steps_per_s_best"]
   ratios = "\n".join(f"  {k}: {v:.2f} (best steps: {best[k]:.2f})"
                      for k, v in report["ratios_steps_per_s"].items())

@@ -87,6 +87,7 @@ def test_tiny_inference_run_writes_the_report(tmp_path, capsys, monkeypatch):
   monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")  # what the CLI restarts with
   report = _run(tmp_path, "--models", "C1H1,C2H2-reg", "--batch", "1", "--frames", "2")
   assert report["environment"]["glibc_tunables"] == "glibc.malloc.hugetlb=1"
+  assert report["environment"]["matmul_precision"] == jax.config.jax_default_matmul_precision
   assert report["mode"] == "inference" and report["settings"]["conv_impl"] == "xla"
   assert set(report["matmul_gflops_per_s"]) >= {"float32"}
   assert report["matmul_gflops_per_s"]["float32"] > 0
@@ -131,6 +132,19 @@ def test_tiny_train_run_writes_the_report(tmp_path, capsys, monkeypatch):
   table = capsys.readouterr().out
   assert "steps/s ratios" in table and "pages: glibc default" in table
   assert report["environment"]["glibc_tunables"] is None
+
+
+def test_titles_say_which_float32_precision_an_accelerator_ran():
+  report = {"environment": {"backend": "gpu", "device_kind": "NVIDIA H200",
+                            "glibc_tunables": None, "matmul_precision": None},
+            "settings": {"width": 960, "height": 540, "dtype": "float32", "conv_impl": "auto",
+                         "batch": 1, "frames": 4},
+            "matmul_gflops_per_s": {"float32": 1.0}, "results": []}
+  assert "float32 precision: JAX's default (TF32" in benchmark.inference_table(report)
+  report["environment"]["matmul_precision"] = "highest"
+  assert "float32 precision: highest" in benchmark.inference_table(report)
+  report["environment"]["backend"] = "cpu"  # XLA:CPU: float32 is always full float32
+  assert "precision" not in benchmark.inference_table(report)
 
 
 def test_train_variants_can_share_this_process(tmp_path):
