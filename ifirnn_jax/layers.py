@@ -14,8 +14,10 @@ Both are fixed rearrangements of the same weights, so outputs equal PyTorch's to
 float32 rounding (tests/test_models.py checks this against torch).
 
 So every convolution of the network except the two 5x5 stride-1 ones is a stride-1 3x3
-convolution with padding 1. On CPU those run as Winograd F(4x4, 3x3) (Lavin & Gray,
-"Fast Algorithms for Convolutional Neural Networks", CVPR 2016): a fixed linear transform
+convolution with padding 1; on CPU those two, with RGB on one side, also become a 3x3
+convolution, between space-to-depth and depth-to-space (see `Conv`). On CPU the 3x3
+convolutions run as Winograd F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for
+Convolutional Neural Networks", CVPR 2016): a fixed linear transform
 of overlapping 6x6 input tiles, 36 batched [tiles, C_in] x [C_in, C_out] matmuls, and a
 fixed transform back to 4x4 output tiles; 4x fewer multiply-adds than the direct
 convolution and ordinary matmuls in the backward pass. In a chain of the network's
@@ -167,7 +169,7 @@ _WINOGRAD_MIN_TILES = 64
 
 
 def _cpu_formulation(impl: str, x: Array) -> bool:
-  """Whether `impl` asks for the CPU formulations (Winograd, thin-input space-to-depth)."""
+  """Whether `impl` asks for the CPU formulations (Winograd, thin 5x5 space-to-depth)."""
   if impl not in CONV_IMPLS:
     raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
   if impl == "auto":
@@ -261,14 +263,20 @@ def transposed4x4_as_conv_kernel(kernel: Array) -> Array:
   return k.transpose(0, 2, 4, 1, 3, 5).reshape(3, 3, k_in, 4 * k_out)
 
 
+# A 5x5 conv with this many input or output channels or fewer (RGB) is thin (see Conv).
+_THIN_CHANNELS = 4
+
+
 class Conv(nn.Module):
   """PyTorch `Conv2d(in, features, k, stride, padding=k // 2)` on NHWC input.
 
   stride 2 is supported for k = 5 (the spec's only strided conv); input H, W even.
   impl: convolution algorithm, one of CONV_IMPLS (see `conv2d`); parameters are the same.
-  With the CPU formulations ('winograd', or 'auto' on CPU), a stride-1 5x5 conv on at most
-  4 input channels (the RGB input layer) runs as space_to_depth, a 3x3 XLA conv to 4x the
-  features and depth_to_space: XLA:CPU's direct 5x5 conv on 3 channels is 3-5x slower.
+  With the CPU formulations ('winograd', or 'auto' on CPU), a stride-1 5x5 conv with at
+  most 4 input or output channels (F_B's RGB input layer, F_L's RGB output layer) on even
+  H, W runs as space_to_depth, a 3x3 XLA conv (4x the channels in and out) and
+  depth_to_space: XLA:CPU's direct 5x5 conv on 3 channels is 3-5x slower forward (and
+  the RGB output layer's forward+backward 1.7x slower; `benchmark` measures the models).
   """
 
   features: int
@@ -283,8 +291,8 @@ class Conv(nn.Module):
                         (k, k, x.shape[-1], self.features))
     bias = self.param("bias", _bias_init(fan_in), (self.features,))
     if self.stride == 1:
-      thin_input = k == 5 and x.shape[-1] <= 4 and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
-      if thin_input and _cpu_formulation(self.impl, x):
+      thin = k == 5 and min(x.shape[-1], self.features) <= _THIN_CHANNELS
+      if thin and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0 and _cpu_formulation(self.impl, x):
         return depth_to_space(conv2d(space_to_depth(x), same5x5_as_space_to_depth_kernel(kernel),
                                      jnp.tile(bias, 4), padding=1, impl="xla"))
       return conv2d(x, kernel, bias, padding=k // 2, impl=self.impl)

@@ -135,19 +135,24 @@ def test_strided_and_transposed_layers_with_winograd_equal_torch():
 
 
 @pytest.mark.parametrize("height,width", [(10, 14), (7, 9)])
-def test_thin_input_5x5_conv_equals_torch(height, width):
-  """On even sizes it runs as space_to_depth + 3x3 conv; odd sizes keep the direct conv."""
-  x = _random((2, height, width, 3), 9)
-  params, ours = _layer(layers.Conv(8, 5, impl="winograd"), x, (5, 5, 3, 8), 4)
+@pytest.mark.parametrize("c_in,c_out", [(3, 8), (8, 3), (5, 5)])
+def test_thin_5x5_conv_equals_torch(height, width, c_in, c_out):
+  """RGB in (F_B's first layer) or out (F_L's last): on even sizes space_to_depth + 3x3
+  conv + depth_to_space; odd sizes, and convs with more than 4 channels on both sides,
+  keep the direct 5x5 conv."""
+  x = _random((2, height, width, c_in), 9)
+  conv = layers.Conv(c_out, 5, impl="winograd")
+  params, ours = _layer(conv, x, (5, 5, c_in, c_out), 4)
   weight = torch.from_numpy(np.asarray(params["params"]["kernel"]).transpose(3, 2, 0, 1).copy())
   bias = torch.from_numpy(np.array(params["params"]["bias"]))
   theirs = F.conv2d(_torch(x), weight, bias, padding=2).numpy().transpose(0, 2, 3, 1)
-  assert ours.shape == (2, height, width, 8)
+  assert ours.shape == (2, height, width, c_out)
   assert _relative(ours, theirs) < 3e-6
-  jaxpr = jax.make_jaxpr(layers.Conv(8, 5, impl="winograd").apply)(params, x)
+  jaxpr = jax.make_jaxpr(conv.apply)(params, x)
   kernels = [eqn.invars[1].aval.shape for eqn in jaxpr.jaxpr.eqns
              if eqn.primitive.name == "conv_general_dilated"]
-  assert kernels == ([(3, 3, 12, 32)] if height % 2 == 0 else [(5, 5, 3, 8)])
+  thin = min(c_in, c_out) <= 4 and height % 2 == 0
+  assert kernels == ([(3, 3, 4 * c_in, 4 * c_out)] if thin else [(5, 5, c_in, c_out)])
 
 
 def test_model_with_winograd_equals_the_torch_reference(tmp_path):
