@@ -36,16 +36,18 @@ class _DropLibraryInfo(logging.Filter):
 
   def __init__(self, packages: tuple[str, ...]):
     super().__init__()
-    self.markers = tuple(f"{os.sep}{p}{os.sep}" for p in packages)
+    self.markers = tuple(os.sep + os.sep.join(p.split("/")) + os.sep for p in packages)
 
   def filter(self, record: logging.LogRecord) -> bool:
     return record.levelno >= logging.WARNING or not any(
         m in record.pathname for m in self.markers)
 
 
-def quiet_library_logs(packages: tuple[str, ...] = ("orbax",)) -> None:
-  """Keeps Orbax's per-checkpoint INFO lines (dozens per save) off the console, so the
-  progress and metric lines stay readable. Warnings and errors still show."""
+def quiet_library_logs(packages: tuple[str, ...] = ("orbax", "jax/_src")) -> None:
+  """Keeps library INFO lines off the console, so the progress and metric lines stay
+  readable: Orbax's per-checkpoint lines (dozens per save) and JAX's start-up line
+  "Unable to initialize backend 'tpu'" (it reads like an error on every CPU or GPU
+  machine). Warnings and errors still show. `packages`: folders as "a/b"."""
   for handler in logging.getLogger().handlers + logging.getLogger("absl").handlers:
     handler.addFilter(_DropLibraryInfo(packages))
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import data_pipeline  # noqa: F401  First: sets TensorFlow's quiet defaults before clu imports it.
 import jax
 import jax.numpy as jnp
 import ml_collections
