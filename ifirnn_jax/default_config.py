@@ -39,7 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.gate_hidden = 16
   c.model.residual_output = True
   c.model.compute_dtype = "float32"  # 'bfloat16' for GPUs
-  c.model.scan_unroll = 0        # 0: auto (fully unrolled on CPU, 1 on GPU); or an int
+  c.model.scan_unroll = 0        # 0: auto (train.resolve_scan_unroll); an int; True: full
   c.model.remat = False          # jax.checkpoint each frame step (bounds training memory)
   # 3x3 conv algorithm: 'auto' (Winograd for float32 on CPU where it
   # pays, XLA's convolution elsewhere; ifirnn_jax/layers.py). Same parameters either way.

@@ -33,6 +33,8 @@ e.g. cuDNN on GPU). It costs compile time (about 5x XLA's for the train step) an
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 from jax import lax
@@ -170,22 +172,36 @@ _WINOGRAD_MIN_TILES = 64
 
 def _cpu_formulation(impl: str, x: Array) -> bool:
   """Whether `impl` asks for the CPU formulations (Winograd, thin 5x5 space-to-depth)."""
+  return _cpu_formulation_for(impl, x.dtype)
+
+
+def _cpu_formulation_for(impl: str, dtype: Any, backend: str | None = None) -> bool:
   if impl not in CONV_IMPLS:
     raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
   if impl == "auto":
-    return jax.default_backend() == "cpu" and x.dtype == jnp.float32
+    return (backend or jax.default_backend()) == "cpu" and jnp.dtype(dtype) == jnp.float32
   return impl == "winograd"
 
 
-def _uses_winograd(impl: str, x: Array, kernel: Array, padding: int) -> bool:
-  if not _cpu_formulation(impl, x) or kernel.shape[:2] != (3, 3) or padding != 1:
+def winograd_applies(impl: str, batch: int, height: int, width: int, in_channels: int,
+                     out_channels: int, dtype: Any = jnp.float32,
+                     backend: str | None = None) -> bool:
+  """Whether a 3x3, padding-1 conv2d on [batch, height, width, in_channels] runs as Winograd."""
+  if not _cpu_formulation_for(impl, dtype, backend):
     return False
   if impl == "winograd":
     return True
-  n, h, w, _ = x.shape
-  tiles = n * -(-h // _TILE) * -(-w // _TILE)
-  return (min(kernel.shape[2], kernel.shape[3]) >= _WINOGRAD_MIN_CHANNELS
+  tiles = batch * -(-height // _TILE) * -(-width // _TILE)
+  return (min(in_channels, out_channels) >= _WINOGRAD_MIN_CHANNELS
           and tiles >= _WINOGRAD_MIN_TILES)
+
+
+def _uses_winograd(impl: str, x: Array, kernel: Array, padding: int) -> bool:
+  if kernel.shape[:2] != (3, 3) or padding != 1:
+    _cpu_formulation(impl, x)  # still rejects an unknown impl
+    return False
+  n, h, w, c = x.shape
+  return winograd_applies(impl, n, h, w, c, kernel.shape[3], x.dtype)
 
 
 def conv2d(x: Array, kernel: Array, bias: Array, padding: int, impl: str = "xla") -> Array:

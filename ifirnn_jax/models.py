@@ -145,8 +145,9 @@ class IFIRNN:
     gated: has the "-reg" gate (trained with the stochastic gate; removed at inference).
     gate_hidden: width of the gate's hidden Dense layer.
     residual_output: L_t = B_t + F_L(f_R) (global residual).
-    scan_unroll: `lax.scan` unroll factor over frames (XLA:CPU backward is much faster
-      unrolled, PERFORMANCE.md); an int >= 1, or True for fully unrolled.
+    scan_unroll: `lax.scan` unroll factor over frames; an int >= 1, or True for fully
+      unrolled (XLA:CPU's backward pass is much faster unrolled when the loop's convs are
+      XLA's own, PERFORMANCE.md; `train.resolve_scan_unroll` picks it for training).
     remat: rematerialise each frame step in the backward pass (bounds training memory).
     compute_dtype: 'float32' or 'bfloat16' (activations and weights in the forward pass;
       parameters stay float32).

@@ -33,7 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from data_pipeline import input_pipeline, layouts
 from ifirnn_jax import checkpoint as ckpt
-from ifirnn_jax import default_config, evaluate, losses
+from ifirnn_jax import default_config, evaluate, layers, losses
 from ifirnn_jax.models import IFIRNN, Params
 
 
@@ -49,16 +49,42 @@ class TrainState:
 
 
 # ------------------------------------------------------------------ model, optimizer
-def create_model(config: ml_collections.ConfigDict, backend: str | None = None) -> IFIRNN:
-  """The IFIRNN of `config.model` (scan_unroll 0 = full unroll on CPU, 1 elsewhere)."""
+def resolve_scan_unroll(config: ml_collections.ConfigDict, backend: str | None = None,
+                        device_count: int | None = None) -> int | bool:
+  """config.model.scan_unroll, with 0 (auto) resolved for the backend and the batch.
+
+  On XLA:CPU the backward pass through a rolled scan is ~7x slower than unrolled when the
+  loop's convolutions are XLA's own (PERFORMANCE.md; C2H2, 1 clip x 6 frames x 64x64:
+  1.18 s per step rolled, 0.17 s unrolled), but as fast or faster when they run as
+  Winograd (layers.py), and it compiles 2-3x faster with less memory (the demo's step:
+  0.139 s rolled, 0.150 s unrolled; C2H2 at 4 x 6 x 128x128: 1.40 s against 2.40 s).
+  So auto is: on CPU, rolled (1) when F_R's convolutions run as Winograd on one device's
+  share of a training batch (at 1/4 of the crop), fully unrolled (True) otherwise; 1 on
+  accelerators.
+  """
   m = config.model
-  unroll = m.scan_unroll
-  if unroll == 0:
-    unroll = True if (backend or jax.default_backend()) == "cpu" else 1
+  if m.scan_unroll != 0:
+    return m.scan_unroll
+  backend = backend or jax.default_backend()
+  if backend != "cpu":
+    return 1
+  per_device = max(config.batch_size // (device_count or jax.device_count()), 1)
+  side = config.crop_size // 4
+  fused = m.n3 + m.nh
+  dtype = jnp.bfloat16 if m.compute_dtype == "bfloat16" else jnp.float32
+  rolled = layers.winograd_applies(m.conv_impl, per_device, side, side, fused, fused,
+                                   dtype, backend)
+  return 1 if rolled else True
+
+
+def create_model(config: ml_collections.ConfigDict, backend: str | None = None) -> IFIRNN:
+  """The IFIRNN of `config.model` (scan_unroll 0: `resolve_scan_unroll`)."""
+  m = config.model
   return IFIRNN(**default_config.model_fields(m.name), n1=m.n1, n2=m.n2, n3=m.n3, nh=m.nh,
                 num_resblocks=m.num_resblocks, gate_hidden=m.gate_hidden,
                 residual_output=m.residual_output, compute_dtype=m.compute_dtype,
-                scan_unroll=unroll, remat=m.remat, conv_impl=m.conv_impl)
+                scan_unroll=resolve_scan_unroll(config, backend), remat=m.remat,
+                conv_impl=m.conv_impl)
 
 
 def initial_params(config: ml_collections.ConfigDict, model: IFIRNN, key: jax.Array) -> Params:

@@ -60,3 +60,31 @@ def test_tiny_network_depends_on_its_input_and_iterations(path):
   if model.iterations > 1:
     fewer = np.asarray(model.deblur(params, video, iterations=model.iterations - 1))
     assert np.abs(out - fewer).max() > 1e-4, "the intra-frame iterations change nothing"
+
+
+def _demo(**overrides):
+  config = _load(Path(__file__).resolve().parents[1] / "configs" / "demo.py")
+  with config.unlocked():
+    for field, value in overrides.items():
+      section, _, name = field.rpartition(".")
+      (config.model if section == "model" else config)[name] = value
+  return config
+
+
+def test_scan_unroll_auto_rolls_on_cpu_only_where_the_loop_runs_winograd():
+  # The demo: F_R's 3x3 convs at 3 clips x 24x24 x 48 channels = 108 Winograd tiles.
+  assert train.resolve_scan_unroll(_demo(), backend="cpu", device_count=1) == 1
+  # One clip of 64x64 crops: 16 tiles, XLA's convolution, whose rolled backward is slow.
+  assert train.resolve_scan_unroll(_demo(batch_size=1, crop_size=64), backend="cpu",
+                                   device_count=1) is True
+  # The tile count is per device: 4 clips of 96x96 on 4 devices is 36 tiles each.
+  assert train.resolve_scan_unroll(_demo(batch_size=4), backend="cpu", device_count=1) == 1
+  assert train.resolve_scan_unroll(_demo(batch_size=4), backend="cpu",
+                                   device_count=4) is True
+  # No Winograd: XLA's convolutions asked for, bfloat16, or fewer than 16 channels.
+  for overrides in ({"model.conv_impl": "xla"}, {"model.compute_dtype": "bfloat16"},
+                    {"model.n3": 8, "model.nh": 4}):
+    assert train.resolve_scan_unroll(_demo(**overrides), backend="cpu",
+                                     device_count=1) is True, overrides
+  assert train.resolve_scan_unroll(_demo(), backend="gpu", device_count=1) == 1
+  assert train.resolve_scan_unroll(_demo(**{"model.scan_unroll": 2}), backend="cpu") == 2
