@@ -170,12 +170,8 @@ _WINOGRAD_MIN_CHANNELS = 16
 _WINOGRAD_MIN_TILES = 64
 
 
-def _cpu_formulation(impl: str, x: Array) -> bool:
+def _cpu_formulation(impl: str, dtype: Any, backend: str | None = None) -> bool:
   """Whether `impl` asks for the CPU formulations (Winograd, thin 5x5 space-to-depth)."""
-  return _cpu_formulation_for(impl, x.dtype)
-
-
-def _cpu_formulation_for(impl: str, dtype: Any, backend: str | None = None) -> bool:
   if impl not in CONV_IMPLS:
     raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
   if impl == "auto":
@@ -187,7 +183,7 @@ def winograd_applies(impl: str, batch: int, height: int, width: int, in_channels
                      out_channels: int, dtype: Any = jnp.float32,
                      backend: str | None = None) -> bool:
   """Whether a 3x3, padding-1 conv2d on [batch, height, width, in_channels] runs as Winograd."""
-  if not _cpu_formulation_for(impl, dtype, backend):
+  if not _cpu_formulation(impl, dtype, backend):
     return False
   if impl == "winograd":
     return True
@@ -197,11 +193,9 @@ def winograd_applies(impl: str, batch: int, height: int, width: int, in_channels
 
 
 def _uses_winograd(impl: str, x: Array, kernel: Array, padding: int) -> bool:
-  if kernel.shape[:2] != (3, 3) or padding != 1:
-    _cpu_formulation(impl, x)  # still rejects an unknown impl
-    return False
   n, h, w, c = x.shape
-  return winograd_applies(impl, n, h, w, c, kernel.shape[3], x.dtype)
+  return (winograd_applies(impl, n, h, w, c, kernel.shape[3], x.dtype)  # checks impl
+          and kernel.shape[:2] == (3, 3) and padding == 1)
 
 
 def conv2d(x: Array, kernel: Array, bias: Array, padding: int, impl: str = "xla") -> Array:
@@ -308,7 +302,8 @@ class Conv(nn.Module):
     bias = self.param("bias", _bias_init(fan_in), (self.features,))
     if self.stride == 1:
       thin = k == 5 and min(x.shape[-1], self.features) <= _THIN_CHANNELS
-      if thin and x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0 and _cpu_formulation(self.impl, x):
+      even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
+      if thin and even and _cpu_formulation(self.impl, x.dtype):
         return depth_to_space(conv2d(space_to_depth(x), same5x5_as_space_to_depth_kernel(kernel),
                                      jnp.tile(bias, 4), padding=1, impl="xla"))
       return conv2d(x, kernel, bias, padding=k // 2, impl=self.impl)

@@ -71,9 +71,8 @@ def resolve_scan_unroll(config: ml_collections.ConfigDict, backend: str | None =
   per_device = max(config.batch_size // (device_count or jax.device_count()), 1)
   side = config.crop_size // 4
   fused = m.n3 + m.nh
-  dtype = jnp.bfloat16 if m.compute_dtype == "bfloat16" else jnp.float32
   rolled = layers.winograd_applies(m.conv_impl, per_device, side, side, fused, fused,
-                                   dtype, backend)
+                                   m.compute_dtype, backend)
   return 1 if rolled else True
 
 
