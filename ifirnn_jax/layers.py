@@ -163,11 +163,14 @@ def winograd_conv3x3(x: Array, kernel: Array) -> Array:
 
 
 # 'auto' on CPU uses Winograd for 3x3 convolutions with at least 16 input and output
-# channels and at least 64 output tiles (N * ceil(H/4) * ceil(W/4): the rows of its 36
+# channels and at least 16 output tiles (N * ceil(H/4) * ceil(W/4): the rows of its 36
 # matmuls, whose depth is C_in). Smaller ones run as fast as XLA's own convolution, which
-# compiles several times faster.
+# compiles several times faster. At 16 tiles Winograd already trains faster: C2H2, 1 clip
+# x 6 frames x 64x64 (F_R at 16x16), 0.125 s per step against XLA's 0.154 s on 2 cores
+# and 0.123 s against 0.182 s on one (`python -m ifirnn_jax.benchmark --mode train
+# --batch 1 --conv-impl winograd|auto`, 2026-12-01); until then the threshold was 64.
 _WINOGRAD_MIN_CHANNELS = 16
-_WINOGRAD_MIN_TILES = 64
+_WINOGRAD_MIN_TILES = 16
 
 
 def _cpu_formulation(impl: str, dtype: Any, backend: str | None = None) -> bool:
@@ -203,7 +206,7 @@ def conv2d(x: Array, kernel: Array, bias: Array, padding: int, impl: str = "xla"
 
   impl: 'xla' (`lax.conv_general_dilated`), 'winograd' (`winograd_conv3x3` for 3x3 kernels
   with padding 1, 'xla' otherwise) or 'auto': 'winograd' for float32 on CPU when C and
-  O >= 16 and there are >= 64 4x4 output tiles, else 'xla' (cuDNN and co. on accelerators).
+  O >= 16 and there are >= 16 4x4 output tiles, else 'xla' (cuDNN and co. on accelerators).
   """
   kernel = kernel.astype(x.dtype)
   if _uses_winograd(impl, x, kernel, padding):

@@ -78,13 +78,16 @@ def _rolled(unroll) -> bool:
 def test_scan_unroll_auto_rolls_on_cpu_only_where_the_loop_runs_winograd():
   # The demo: F_R's 3x3 convs at 3 clips x 24x24 x 48 channels = 108 Winograd tiles.
   assert _rolled(train.resolve_scan_unroll(_demo(), backend="cpu", device_count=1))
-  # One clip of 64x64 crops: 16 tiles, XLA's convolution, whose rolled backward is slow.
-  assert train.resolve_scan_unroll(_demo(batch_size=1, crop_size=64), backend="cpu",
-                                   device_count=1) is True
-  # The tile count is per device: 4 clips of 96x96 on 4 devices is 36 tiles each.
-  assert _rolled(train.resolve_scan_unroll(_demo(batch_size=4), backend="cpu",
+  # One clip of 64x64 crops: 16 tiles, the fewest that run as Winograd.
+  assert _rolled(train.resolve_scan_unroll(_demo(batch_size=1, crop_size=64), backend="cpu",
                                            device_count=1))
-  assert train.resolve_scan_unroll(_demo(batch_size=4), backend="cpu",
+  # One clip of 32x32 crops: 4 tiles, XLA's convolution, whose rolled backward is slow.
+  assert train.resolve_scan_unroll(_demo(batch_size=1, crop_size=32), backend="cpu",
+                                   device_count=1) is True
+  # The tile count is per device: 4 clips of 48x48 on 4 devices is 9 tiles each.
+  assert _rolled(train.resolve_scan_unroll(_demo(batch_size=4, crop_size=48), backend="cpu",
+                                           device_count=1))
+  assert train.resolve_scan_unroll(_demo(batch_size=4, crop_size=48), backend="cpu",
                                    device_count=4) is True
   # No Winograd: XLA's convolutions asked for, bfloat16, or fewer than 16 channels.
   for overrides in ({"model.conv_impl": "xla"}, {"model.compute_dtype": "bfloat16"},

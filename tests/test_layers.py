@@ -91,10 +91,13 @@ def _convolution_primitives(impl, x_shape, kernel_shape, padding=1):
 
 
 def test_auto_uses_winograd_on_cpu_for_large_3x3_convolutions_only():
-  big, small = (1, 135, 240, 80), (1, 13, 18, 80)
+  big, small = (1, 135, 240, 80), (1, 13, 11, 80)  # small: 4 x 3 = 12 4x4 tiles
   # On accelerators 'auto' always keeps XLA's convolution (cuDNN and co.).
   uses_xla = "conv_general_dilated" in _convolution_primitives("auto", big, (3, 3, 80, 80))
   assert uses_xla == (jax.default_backend() != "cpu")
+  sixteen_tiles = "conv_general_dilated" in _convolution_primitives("auto", (1, 16, 16, 80),
+                                                                    (3, 3, 80, 80))
+  assert sixteen_tiles == (jax.default_backend() != "cpu")
   assert "conv_general_dilated" in _convolution_primitives("auto", small, (3, 3, 80, 80))
   # Few channels: Winograd's matmuls would have K = 8; XLA's convolution is as fast.
   assert "conv_general_dilated" in _convolution_primitives("auto", (1, 270, 480, 8), (3, 3, 8, 80))
