@@ -7,8 +7,9 @@ mesh, data, model and optimizer, checkpoints (exact resume), loop, final evaluat
 Data parallel: one `jax.jit` step over a device Mesh with the batch sharded on the
 'data' axis (NamedSharding), 1 to N devices with no code change; several hosts through
 `jax.distributed` (flags, or auto-detected under SLURM), each process feeding its slice
-of every global batch. Exact resume: batch k and the gate's noise at step k are pure
-functions of (seed, k), so a restarted run continues bit for bit.
+of every global batch; on a CPU, one single-core process per core
+(`launch/cpu_processes.sh`) trains fastest. Exact resume: batch k and the gate's noise
+at step k are pure functions of (seed, k), so a restarted run continues bit for bit.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 from flax import struct
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from data_pipeline import input_pipeline, layouts
@@ -54,10 +56,11 @@ def resolve_scan_unroll(config: ml_collections.ConfigDict, backend: str | None =
   """config.model.scan_unroll, with 0 (auto) resolved for the backend and the batch.
 
   On XLA:CPU the backward pass through a rolled scan is ~7x slower than unrolled when the
-  loop's convolutions are XLA's own (PERFORMANCE.md; C2H2, 1 clip x 6 frames x 64x64:
-  1.18 s per step rolled, 0.17 s unrolled), but as fast or faster when they run as
-  Winograd (layers.py), and it compiles 2-3x faster with less memory (the demo's step:
-  0.139 s rolled, 0.150 s unrolled; C2H2 at 4 x 6 x 128x128: 1.40 s against 2.40 s).
+  loop's convolutions are XLA's own (PERFORMANCE.md; C2H2, 1 clip x 6 frames x 64x64
+  with XLA's convolutions: 1.18 s per step rolled, 0.17 s unrolled), but as fast or
+  faster when they run as Winograd (layers.py), and it compiles 2-3x faster with less
+  memory (the demo's step: 0.139 s rolled, 0.150 s unrolled; C2H2 at 4 x 6 x 128x128:
+  1.40 s against 2.40 s).
   So auto is: on CPU, rolled (1) when F_R's convolutions run as Winograd on one device's
   share of a training batch (at 1/4 of the crop), fully unrolled (True) otherwise; 1 on
   accelerators.
@@ -113,28 +116,55 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
 # ------------------------------------------------------------------ the step
 def train_step(state: TrainState, batch: dict[str, jax.Array], seed_key: jax.Array, *,
                model: IFIRNN, tx: optax.GradientTransformation,
-               lr_fn: optax.Schedule, reg_lambda: float, reg_tau: float
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+               lr_fn: optax.Schedule, reg_lambda: float, reg_tau: float,
+               mesh: Mesh | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
   """One Adam step on L_content (+ lambda * L_reg for gated models), through all frames.
 
   batch: {'blur', 'sharp'}: [B, T, H, W, 3] float32 in [0, 1], sharded on 'data'.
   The gate's Gumbel noise comes from fold_in(seed_key, step): a pure function of both.
+  mesh: the devices the batch is sharded over ('data' axis). Over several devices and
+    for a model without gate, each shard computes its gradients (`jax.shard_map`) and
+    they are averaged in one all-reduce of all of them raveled into one vector, not
+    in the one all-reduce per parameter gradient (inside the frame loop too) that the
+    compiler's partitioning emits: over processes on CPU (gloo) those cost more than
+    the step itself. L_content is a mean over clips, so the mean of the shards' means
+    is the same loss. A gated model's L_reg squares a mean over the whole batch, which
+    does not split over shards, so gated models keep the compiler's partitioning.
   """
   gate_key = jax.random.fold_in(seed_key, state.step)
 
-  def loss_fn(params):
+  def loss_fn(params, batch):
     output, _, trace = model.apply_sequence(
         params, batch["blur"], gate_mode="gumbel" if model.gated else None,
         gate_key=gate_key if model.gated else None)
     loss, terms = losses.total_loss(output, batch["sharp"], trace, reg_lambda, reg_tau)
     return loss, terms
 
-  (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  if mesh is not None and mesh.size > 1 and not model.gated:
+    grad_fn = _averaged_over_shards(grad_fn, mesh)
+  (loss, terms), grads = grad_fn(state.params, batch)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = dict(terms, loss=loss, grad_norm=optax.global_norm(grads),
                  learning_rate=lr_fn(state.step))
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def _averaged_over_shards(grad_fn, mesh: Mesh):
+  """grad_fn(params, batch) run on each 'data' shard; every output averaged over shards.
+
+  The gradients travel as one raveled vector: one all-reduce per step.
+  """
+  def per_shard(params, batch):
+    (loss, terms), grads = grad_fn(params, batch)
+    flat_grads, unravel = ravel_pytree(grads)
+    loss, terms, flat_grads = jax.lax.pmean((loss, terms, flat_grads), "data")
+    return (loss, terms), unravel(flat_grads)
+
+  # check_vma=False: the frame scan starts from a zero hidden state created per shard.
+  return jax.shard_map(per_shard, mesh=mesh, in_specs=(P(), P("data")), out_specs=P(),
+                       check_vma=False)
 
 
 def _load_init_params(path: str, model: IFIRNN) -> Params:
@@ -234,7 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   step_fn = jax.jit(
       functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn,
-                        reg_lambda=config.reg_lambda, reg_tau=config.reg_tau),
+                        reg_lambda=config.reg_lambda, reg_tau=config.reg_tau, mesh=mesh),
       in_shardings=(replicated, data_sharding, replicated),
       out_shardings=(replicated, replicated), donate_argnums=0)
 

@@ -130,6 +130,25 @@ def test_two_processes_train_together_and_agree(dataset, reference_run, tmp_path
   _assert_same(single, _export(workdir, tmp_path / "w.safetensors"), rtol=2e-4, atol=2e-6)
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pins one process per core")
+def test_cpu_processes_launcher_trains_like_one_process(dataset, reference_run, tmp_path):
+  _, single, _ = reference_run
+  workdir = tmp_path / "launched"
+  launcher = ["bash", "launch/cpu_processes.sh", "configs/demo.py:tiny", str(workdir)]
+  env = dict(_env(1), PYTHON=sys.executable)
+  result = subprocess.run(
+      launcher + ["2", "--config.model.name=C2H2", f"--config.data.root={dataset}",
+                  "--config.data.make_default_if_missing=False", "--config.num_train_steps=6"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert result.stdout.count("blurry input") == 1  # the table: process 0 only
+  _assert_same(single, _export(workdir, tmp_path / "w.safetensors"), rtol=2e-4, atol=2e-6)
+  for bad in ("0", "x", "4096"):
+    result = subprocess.run(launcher + [bad], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "NUM_PROCESSES must be 1 to" in result.stderr, bad
+
+
 def test_sigkill_then_restart_reaches_exactly_the_same_weights(dataset, reference_run, tmp_path):
   _, single, _ = reference_run
   workdir = tmp_path / "killed"
