@@ -17,6 +17,8 @@ Train: the training step of `train.train_step` (Adam of `train.create_optimizer`
 loss) for each `--scan-unroll` value, and `torch_reference.make_train_step`, from the same
 initial weights and batch; steps/s, ratios, and peak memory, each variant in its own child
 process by default (`--isolate`) so that one framework's peak does not hide the other's.
+With `--processes N` (CPU) our step runs as N processes pinned to one core each, data
+parallel over `jax.distributed` on loopback, as `launch/cpu_processes.sh` trains.
 With `--data DATASET` it also times the training input pipeline alone at the same batch,
 frames and crop, and prints its clips/s next to each step's (TRAINING.md: the pipeline
 must not be the bottleneck).
@@ -273,6 +275,7 @@ class Settings:
   layout: str = "gopro"
   blur_dir: str = "blur_gamma"
   cache_frames: bool = False
+  processes: int = 1             # train, CPU: our step as this many processes, one core each
 
 
 def make_model(name: str, settings: Settings, scan_unroll: int | bool = 1) -> IFIRNN:
@@ -563,18 +566,28 @@ def _unroll_label(unroll: int | bool) -> str:
 def _variant_name(job: dict[str, Any]) -> str:
   if job["framework"] == "torch":
     return "torch"
-  return f"jax scan_unroll={_unroll_label(job['scan_unroll'])}"
+  name = f"jax scan_unroll={_unroll_label(job['scan_unroll'])}"
+  processes = job.get("num_processes", 1)
+  return name if processes == 1 else f"{name}, {processes} processes x 1 core"
 
 
 class JaxTrainStep:
-  """`train.train_step` (Adam of `train.create_optimizer`, content loss), compiled AOT."""
+  """`train.train_step` (Adam of `train.create_optimizer`, content loss), compiled AOT.
+
+  Over one device, or (job 'num_processes' > 1) data parallel over the processes of a
+  `jax.distributed` run, each holding its slice of the batch, as training runs them.
+  """
 
   def __init__(self, job: dict[str, Any], settings: Settings, blur: np.ndarray,
                sharp: np.ndarray):
     import functools
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     from ifirnn_jax import train, weights
     device = select_device(settings.device)
     self.device = device
+    mesh = Mesh(np.array(jax.devices() if job.get("num_processes", 1) > 1 else [device]),
+                ("data",))
+    replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     model = make_model(job["model"], settings, job["scan_unroll"])
     self.rolled = job["scan_unroll"] is not True and job["scan_unroll"] < settings.frames
     config = default_config.base_config()
@@ -582,14 +595,17 @@ class JaxTrainStep:
     config.lr_halve_every_steps = 10**9   # a constant lr (1e-4) over the benchmark
     tx = train.create_optimizer(config)
     lr_fn = train.create_learning_rate_fn(config)
-    params = jax.device_put(weights.load_weights(job["weights_path"], model), device)
-    self.state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                                  opt_state=tx.init(params))
-    self.batch = jax.device_put({"blur": jnp.asarray(blur), "sharp": jnp.asarray(sharp)},
-                                device)
+    params = weights.load_weights(job["weights_path"], model)
+    self.state = jax.device_put(train.TrainState(
+        step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params)), replicated)
+    per_process = len(blur) // jax.process_count()  # this process's clips
+    rows = slice(per_process * jax.process_index(), per_process * (jax.process_index() + 1))
+    self.batch = {k: jax.make_array_from_process_local_data(data_sharding, v[rows], v.shape)
+                  for k, v in (("blur", blur), ("sharp", sharp))}
     self.seed_key = jax.random.key(settings.seed)
     step_fn = jax.jit(functools.partial(train.train_step, model=model, tx=tx, lr_fn=lr_fn,
-                                        reg_lambda=config.reg_lambda, reg_tau=config.reg_tau),
+                                        reg_lambda=config.reg_lambda, reg_tau=config.reg_tau,
+                                        mesh=mesh),
                       donate_argnums=0)
     start = time.perf_counter()
     self.compiled = step_fn.lower(self.state, self.batch, self.seed_key).compile()
@@ -676,6 +692,11 @@ def _serve_variant(connection: Any, job: dict[str, Any]) -> None:
   import traceback
   os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # GPUs: share the device
   try:
+    if job.get("num_processes", 1) > 1:  # before JAX starts its backend and thread pool
+      from ifirnn_jax import cli
+      os.sched_setaffinity(0, {job["core"]})
+      cli.initialize_distributed(job["coordinator_address"], job["num_processes"],
+                                 job["process_id"])
     _import_framework(job["framework"])
     baseline = current_rss_bytes()
     variant = open_train_variant(job)
@@ -702,14 +723,15 @@ def _serve_variant(connection: Any, job: dict[str, Any]) -> None:
 class ChildVariant:
   """A variant living in its own process (so its peak memory is its own)."""
 
-  def __init__(self, job: dict[str, Any]):
+  def __init__(self, job: dict[str, Any], wait: bool = True):
     context = multiprocessing.get_context("spawn")
     self.name = _variant_name(job)
     self.connection, child_end = context.Pipe()
     self.process = context.Process(target=_serve_variant, args=(child_end, job), daemon=True)
     self.process.start()
     child_end.close()
-    self._receive()  # set up and compiled
+    if wait:
+      self._receive()  # set up and compiled
 
   def _receive(self) -> Any:
     try:
@@ -737,6 +759,53 @@ class ChildVariant:
     if self.process.is_alive():
       self.process.terminate()
       self.process.join()
+
+
+class ProcessGroupVariant:
+  """A JAX variant run by `num_processes` child processes, each pinned to its own core,
+  training together through `jax.distributed` on loopback (gloo): each step is timed
+  from the first process's start to the last one's end."""
+
+  def __init__(self, job: dict[str, Any]):
+    import socket
+    self.name = _variant_name(job)
+    cores = sorted(os.sched_getaffinity(0))
+    with socket.socket() as s:
+      s.bind(("127.0.0.1", 0))
+      address = f"127.0.0.1:{s.getsockname()[1]}"
+    self.members: list[ChildVariant] = []
+    try:
+      for i in range(job["num_processes"]):  # all started before any is waited for
+        self.members.append(ChildVariant(dict(job, process_id=i, core=cores[i],
+                                              coordinator_address=address), wait=False))
+      for member in self.members:
+        member._receive()  # set up and compiled
+    except BaseException:
+      self.close()
+      raise
+
+  def step(self) -> float:
+    start = time.perf_counter()
+    for member in self.members:
+      member.connection.send("step")
+    for member in self.members:
+      member._receive()
+    return time.perf_counter() - start
+
+  def summary(self) -> dict[str, Any]:
+    for member in self.members:
+      member.connection.send("summary")
+    summaries = [member._receive() for member in self.members]
+    self.close()
+    result = dict(summaries[0])
+    for key in ("peak_memory_bytes", "rss_growth_bytes"):
+      result[key] = sum(s[key] for s in summaries)
+    result["peak_memory_method"] = (f"sum of the peak RSS of its {len(summaries)} processes")
+    return result
+
+  def close(self) -> None:
+    for member in self.members:
+      member.close()
 
 
 class InProcessVariant:
@@ -767,7 +836,8 @@ def run_train(settings: Settings, device: jax.Device, report: dict[str, Any],
   model = make_model(name, settings)
   b, t, h, w = settings.batch, settings.frames, settings.height, settings.width
   report["spec_gflop_forward_per_step"] = spec_gflops(model, h, w) * b * t
-  jobs = [dict(framework="jax", scan_unroll=u) for u in settings.scan_unroll]
+  jobs = [dict(framework="jax", scan_unroll=u, num_processes=settings.processes)
+          for u in settings.scan_unroll]
   if settings.torch:
     jobs.append(dict(framework="torch", scan_unroll=None))
   open_variant = ChildVariant if settings.isolate else InProcessVariant
@@ -786,7 +856,8 @@ def run_train(settings: Settings, device: jax.Device, report: dict[str, Any],
                  f"setting up and compiling ...")
         job.update(model=name, settings=dataclasses.asdict(settings),
                    weights_path=str(weights_path), batch_path=str(batch_path))
-        variants.append(open_variant(job))
+        variants.append(ProcessGroupVariant(job) if job.get("num_processes", 1) > 1
+                        else open_variant(job))
       progress(f"timing: {settings.warmup} warm-up + {settings.repeats} steps of "
                f"{b}x{t}x{h}x{w} per variant, the variants taking turns step by step ...")
       times = interleave(variants, settings.warmup, settings.repeats)
@@ -811,9 +882,11 @@ def run_train(settings: Settings, device: jax.Device, report: dict[str, Any],
       pairs.append((f"{r['variant']} / torch", r, torch_result))
       r["first_loss_rel_diff_vs_torch"] = (abs(r["first_loss"] - torch_result["first_loss"])
                                            / abs(torch_result["first_loss"]))
-  full, rolled = by_variant.get("jax scan_unroll=full"), by_variant.get("jax scan_unroll=1")
+  by_unroll = {r["scan_unroll"]: r for r in report["results"] if r["framework"] == "jax"}
+  full, rolled = by_unroll.get("full"), by_unroll.get("1")
   if full and rolled:
-    pairs.append(("jax scan_unroll=full / scan_unroll=1", full, rolled))
+    pairs.append((f"{full['variant']} / {rolled['variant'].removeprefix('jax ')}", full,
+                  rolled))
   # Median steps (typical) and fastest steps (least disturbed by other work on the machine).
   report["ratios_steps_per_s"] = {k: a["steps_per_s"] / b["steps_per_s"] for k, a, b in pairs}
   report["ratios_steps_per_s_best"] = {k: a["steps_per_s_best"] / b["steps_per_s_best"]
@@ -965,6 +1038,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--scan-unroll", help="lax.scan unroll over frames: 'full' or integers, "
                  "comma-separated (train: every value is a variant, default full,1; "
                  "inference: the first is used, default 1)")
+  p.add_argument("--processes", type=int, default=1,
+                 help="train, CPU: run our step as this many processes, each pinned to one "
+                 "core and holding its share of the batch, training together through "
+                 "jax.distributed on loopback (as launch/cpu_processes.sh trains); PyTorch "
+                 "still runs in one process with --torch-threads threads")
   p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
                  help="train: each variant in its own child process (clean peak memory)")
   p.add_argument("--matmul-size", type=int, default=None,
@@ -1006,7 +1084,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
       scan_unroll=_parse_unroll(pick("scan_unroll")), isolate=args.isolate,
       matmul_size=args.matmul_size or (2048 if platform == "cpu" else 4096),
       seed=args.seed, out=args.out, data=args.data, layout=args.layout,
-      blur_dir=args.blur_dir, cache_frames=args.cache_frames)
+      blur_dir=args.blur_dir, cache_frames=args.cache_frames, processes=args.processes)
   if settings.data and settings.mode != "train":
     raise BenchmarkError("--data is for --mode train (it times the training input pipeline)")
   if settings.data and settings.height != settings.width:
@@ -1021,6 +1099,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     raise BenchmarkError(f"--torch-threads must be >= 1, got {args.torch_threads}")
   if settings.matmul_size < 1:
     raise BenchmarkError(f"--matmul-size must be >= 1, got {settings.matmul_size}")
+  if settings.processes < 1:
+    raise BenchmarkError(f"--processes must be >= 1, got {settings.processes}")
+  if settings.processes > 1:
+    cores = len(os.sched_getaffinity(0))
+    if settings.mode != "train" or platform != "cpu" or not settings.isolate:
+      raise BenchmarkError("--processes is for --mode train on CPU with --isolate")
+    if settings.processes > cores:
+      raise BenchmarkError(f"--processes {settings.processes}: this process may run on "
+                           f"{cores} cores only")
+    if settings.batch % settings.processes:
+      raise BenchmarkError(f"--batch {settings.batch} must be divisible by --processes "
+                           f"{settings.processes}")
   for name in models:
     make_model(name, settings)  # unknown names fail before anything is compiled
   if settings.mode == "train":

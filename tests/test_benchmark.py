@@ -1,6 +1,7 @@
 """Tests of ifirnn_jax.benchmark: the spec's FLOP table, XLA's count, and tiny runs of the CLI."""
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -159,6 +160,21 @@ def test_train_variants_can_share_this_process(tmp_path):
   assert set(report["ratios_steps_per_s"]) == {"jax scan_unroll=full / scan_unroll=1"}
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores to pin 2 processes")
+def test_train_step_as_two_single_core_processes(tmp_path, capsys):
+  report = _run(tmp_path, "--mode", "train", "--models", "C1H1", "--batch", "2",
+                "--frames", "2", "--scan-unroll", "1", "--processes", "2", widths="4,6,8,4,0")
+  ours, theirs = report["results"]
+  assert ours["variant"] == "jax scan_unroll=1, 2 processes x 1 core"
+  assert theirs["variant"] == "torch" and theirs["threads"] == 1
+  assert ours["peak_memory_method"] == "sum of the peak RSS of its 2 processes"
+  # One clip per process, averaged over the processes: the loss of the whole batch.
+  assert ours["first_loss"] == pytest.approx(theirs["first_loss"], rel=1e-5)
+  assert set(report["ratios_steps_per_s"]) == {
+      "jax scan_unroll=1, 2 processes x 1 core / torch"}
+  assert "2 processes x 1 core" in capsys.readouterr().out
+
+
 def test_train_run_times_the_input_pipeline_next_to_the_step(tmp_path, capsys):
   root = data_trees.gopro_tree(tmp_path / "gopro")   # 24x32 frames, 6 per sequence
   report = _run(tmp_path, "--mode", "train", "--models", "C1H1", "--batch", "2",
@@ -185,6 +201,10 @@ def test_train_run_times_the_input_pipeline_next_to_the_step(tmp_path, capsys):
     (["--mode", "train", "--models", "C1H1,C2H2"], "one model"),
     (["--scan-unroll", "0"], "--scan-unroll"),
     (["--torch-threads", "-1"], "--torch-threads"),
+    (["--mode", "train", "--processes", "0"], "--processes must be >= 1"),
+    (["--processes", "2"], "--processes is for --mode train"),
+    (["--mode", "train", "--processes", "4096"], "cores"),
+    (["--mode", "train", "--batch", "3", "--processes", "2"], "divisible by --processes"),
 ])
 def test_bad_options_exit_2_with_one_message(tmp_path, capsys, args, message):
   out = tmp_path / "bench.json"
