@@ -17,8 +17,10 @@ Train: the training step of `train.train_step` (Adam of `train.create_optimizer`
 loss) for each `--scan-unroll` value, and `torch_reference.make_train_step`, from the same
 initial weights and batch; steps/s, ratios, and peak memory, each variant in its own child
 process by default (`--isolate`) so that one framework's peak does not hide the other's.
-With `--processes N` (CPU) our step runs as N processes pinned to one core each, data
-parallel over `jax.distributed` on loopback, as `launch/cpu_processes.sh` trains.
+On CPU our step runs, as training runs it, over one XLA CPU device per core that
+divides the batch, each single-threaded (`--cpu-devices`, ifirnn_jax/cpu_devices.py);
+with `--processes N` as N processes pinned to one core each, data parallel over
+`jax.distributed` on loopback, as `launch/cpu_processes.sh` trains.
 With `--data DATASET` it also times the training input pipeline alone at the same batch,
 frames and crop, and prints its clips/s next to each step's (TRAINING.md: the pipeline
 must not be the bottleneck).
@@ -47,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ifirnn_jax import default_config, huge_pages
+from ifirnn_jax import cpu_devices, default_config, huge_pages
 from ifirnn_jax.layers import CONV_IMPLS
 from ifirnn_jax.models import IFIRNN
 
@@ -276,6 +278,7 @@ class Settings:
   blur_dir: str = "blur_gamma"
   cache_frames: bool = False
   processes: int = 1             # train, CPU: our step as this many processes, one core each
+  cpu_devices: int = 1           # train, CPU, one process: our step over this many devices
 
 
 def make_model(name: str, settings: Settings, scan_unroll: int | bool = 1) -> IFIRNN:
@@ -567,15 +570,18 @@ def _variant_name(job: dict[str, Any]) -> str:
   if job["framework"] == "torch":
     return "torch"
   name = f"jax scan_unroll={_unroll_label(job['scan_unroll'])}"
-  processes = job.get("num_processes", 1)
-  return name if processes == 1 else f"{name}, {processes} processes x 1 core"
+  processes, devices = job.get("num_processes", 1), job.get("cpu_devices", 1)
+  if processes > 1:
+    return f"{name}, {processes} processes x 1 core"
+  return name if devices == 1 else f"{name}, {devices} CPU devices x 1 core"
 
 
 class JaxTrainStep:
   """`train.train_step` (Adam of `train.create_optimizer`, content loss), compiled AOT.
 
-  Over one device, or (job 'num_processes' > 1) data parallel over the processes of a
-  `jax.distributed` run, each holding its slice of the batch, as training runs them.
+  Over one device, over several CPU devices of this process (job 'cpu_devices' > 1),
+  or (job 'num_processes' > 1) data parallel over the processes of a `jax.distributed`
+  run, each holding its slice of the batch, as training runs them.
   """
 
   def __init__(self, job: dict[str, Any], settings: Settings, blur: np.ndarray,
@@ -585,8 +591,16 @@ class JaxTrainStep:
     from ifirnn_jax import train, weights
     device = select_device(settings.device)
     self.device = device
-    mesh = Mesh(np.array(jax.devices() if job.get("num_processes", 1) > 1 else [device]),
-                ("data",))
+    if job.get("num_processes", 1) > 1:
+      devices = jax.devices()
+    elif job.get("cpu_devices", 1) > 1:
+      devices = jax.devices("cpu")[:job["cpu_devices"]]
+      if len(devices) < job["cpu_devices"]:
+        raise BenchmarkError(f"--cpu-devices {job['cpu_devices']}: JAX has {len(devices)} "
+                             f"CPU devices (XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})")
+    else:
+      devices = [device]
+    mesh = Mesh(np.array(devices), ("data",))
     replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     model = make_model(job["model"], settings, job["scan_unroll"])
     self.rolled = job["scan_unroll"] is not True and job["scan_unroll"] < settings.frames
@@ -606,7 +620,8 @@ class JaxTrainStep:
     step_fn = jax.jit(functools.partial(train.train_step, model=model, tx=tx, lr_fn=lr_fn,
                                         reg_lambda=config.reg_lambda, reg_tau=config.reg_tau,
                                         mesh=mesh),
-                      donate_argnums=0)
+                      donate_argnums=0,
+                      compiler_options=cpu_devices.step_compiler_options(devices))
     start = time.perf_counter()
     self.compiled = step_fn.lower(self.state, self.batch, self.seed_key).compile()
     self.compile_s = time.perf_counter() - start
@@ -697,6 +712,8 @@ def _serve_variant(connection: Any, job: dict[str, Any]) -> None:
       os.sched_setaffinity(0, {job["core"]})
       cli.initialize_distributed(job["coordinator_address"], job["num_processes"],
                                  job["process_id"])
+    if job.get("cpu_devices", 1) > 1:  # also before JAX starts its backend
+      cpu_devices.request_cpu_devices(job["cpu_devices"])
     _import_framework(job["framework"])
     baseline = current_rss_bytes()
     variant = open_train_variant(job)
@@ -836,8 +853,8 @@ def run_train(settings: Settings, device: jax.Device, report: dict[str, Any],
   model = make_model(name, settings)
   b, t, h, w = settings.batch, settings.frames, settings.height, settings.width
   report["spec_gflop_forward_per_step"] = spec_gflops(model, h, w) * b * t
-  jobs = [dict(framework="jax", scan_unroll=u, num_processes=settings.processes)
-          for u in settings.scan_unroll]
+  jobs = [dict(framework="jax", scan_unroll=u, num_processes=settings.processes,
+               cpu_devices=settings.cpu_devices) for u in settings.scan_unroll]
   if settings.torch:
     jobs.append(dict(framework="torch", scan_unroll=None))
   open_variant = ChildVariant if settings.isolate else InProcessVariant
@@ -1043,6 +1060,11 @@ def build_parser() -> argparse.ArgumentParser:
                  "core and holding its share of the batch, training together through "
                  "jax.distributed on loopback (as launch/cpu_processes.sh trains); PyTorch "
                  "still runs in one process with --torch-threads threads")
+  p.add_argument("--cpu-devices", type=int, default=0,
+                 help="train, CPU, one process: our step over this many CPU devices, each "
+                 "running its share of the batch on one core (config.cpu_devices); 0: as "
+                 "training does, one per core, as many as divide --batch; 1: one device "
+                 "with XLA's thread pool")
   p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
                  help="train: each variant in its own child process (clean peak memory)")
   p.add_argument("--matmul-size", type=int, default=None,
@@ -1058,6 +1080,25 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--out", default="benchmark.json", help="JSON results (written atomically)")
   return p
+
+
+def _cpu_devices(args: argparse.Namespace, platform: str) -> int:
+  """--cpu-devices resolved: 1 unless a one-process CPU train step runs in a child."""
+  if args.cpu_devices < 0:
+    raise BenchmarkError(f"--cpu-devices must be >= 0 (0: one per core), got "
+                         f"{args.cpu_devices}")
+  one_process_child = (args.mode == "train" and platform == "cpu" and args.isolate
+                       and args.processes == 1)
+  if args.cpu_devices > 1 and not one_process_child:
+    raise BenchmarkError("--cpu-devices > 1 is for --mode train on CPU with --isolate and "
+                         "--processes 1")
+  if not one_process_child:
+    return 1
+  batch = args.batch if args.batch is not None else MODE_DEFAULTS["train"]["batch"]
+  try:
+    return cpu_devices.resolve(args.cpu_devices, batch)
+  except ValueError as e:
+    raise BenchmarkError(str(e)) from None
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -1084,7 +1125,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
       scan_unroll=_parse_unroll(pick("scan_unroll")), isolate=args.isolate,
       matmul_size=args.matmul_size or (2048 if platform == "cpu" else 4096),
       seed=args.seed, out=args.out, data=args.data, layout=args.layout,
-      blur_dir=args.blur_dir, cache_frames=args.cache_frames, processes=args.processes)
+      blur_dir=args.blur_dir, cache_frames=args.cache_frames, processes=args.processes,
+      cpu_devices=_cpu_devices(args, platform))
   if settings.data and settings.mode != "train":
     raise BenchmarkError("--data is for --mode train (it times the training input pipeline)")
   if settings.data and settings.height != settings.width:
@@ -1119,6 +1161,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if settings.batch < 1 or settings.frames < 1:
       raise BenchmarkError(f"--mode train needs --batch and --frames >= 1, got "
                            f"{settings.batch} and {settings.frames}")
+    if settings.batch % settings.cpu_devices:
+      raise BenchmarkError(f"--batch {settings.batch} must be divisible by --cpu-devices "
+                           f"{settings.cpu_devices}")
   return settings
 
 

@@ -63,6 +63,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.clip_length = 12             # T frames per training clip
   c.crop_size = 256
   c.batch_size = 4               # global batch (clips), split over processes/devices
+  # CPU, one process: train on this many XLA CPU devices, each running its share of the
+  # batch on one core (ifirnn_jax/cpu_devices.py). 0: auto, one per core this process
+  # may use, as many as divide batch_size; 1: one device using XLA's thread pool.
+  c.cpu_devices = 0
   c.noise_std_sigma = 2.0        # sigma ~ |N(0, 2^2)| per clip, 8-bit units
   c.augment = True                # flips and 90-degree rotations (paper)
   c.augment_colour = False        # random RGB channel order per clip (not in the paper)
@@ -143,6 +147,13 @@ def lr_halve_every_steps(c: ml_collections.ConfigDict) -> int:
   return c.lr_halve_every_epochs * steps_per_epoch(c)
 
 
+def check_cpu_devices(c: ml_collections.ConfigDict) -> None:
+  """config.cpu_devices must be an integer >= 0 (checked before JAX starts)."""
+  if not isinstance(c.cpu_devices, int) or isinstance(c.cpu_devices, bool) or c.cpu_devices < 0:
+    raise ConfigError(f"config.cpu_devices must be an integer >= 0 (0: one per core), "
+                      f"got {c.cpu_devices!r}")
+
+
 def validate(c: ml_collections.ConfigDict, process_count: int = 1) -> None:
   """Raises ValueError naming the config field, before anything is compiled."""
   model_fields(c.model.name)
@@ -169,6 +180,7 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1) -> None:
                 "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     if not c[field] > 0:
       raise ConfigError(f"config.{field} must be > 0, got {c[field]!r}")
+  check_cpu_devices(c)
   if c.crop_size % 4 or c.crop_size < 4:
     raise ConfigError(f"config.crop_size must be a positive multiple of 4, got {c.crop_size}")
   if c.batch_size % process_count:

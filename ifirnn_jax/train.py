@@ -7,8 +7,9 @@ mesh, data, model and optimizer, checkpoints (exact resume), loop, final evaluat
 Data parallel: one `jax.jit` step over a device Mesh with the batch sharded on the
 'data' axis (NamedSharding), 1 to N devices with no code change; several hosts through
 `jax.distributed` (flags, or auto-detected under SLURM), each process feeding its slice
-of every global batch; on a CPU, one single-core process per core
-(`launch/cpu_processes.sh`) trains fastest. Exact resume: batch k and the gate's noise
+of every global batch. On a multi-core CPU one process trains over one XLA CPU device
+per core, each step single-threaded (`config.cpu_devices`, cpu_devices.py), as fast as
+one single-core process per core (`launch/cpu_processes.sh`). Exact resume: batch k and the gate's noise
 at step k are pure functions of (seed, k), so a restarted run continues bit for bit.
 """
 
@@ -35,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from data_pipeline import input_pipeline, layouts
 from ifirnn_jax import checkpoint as ckpt
-from ifirnn_jax import default_config, evaluate, layers, losses
+from ifirnn_jax import cpu_devices, default_config, evaluate, layers, losses
 from ifirnn_jax.models import IFIRNN, Params
 
 
@@ -79,13 +80,15 @@ def resolve_scan_unroll(config: ml_collections.ConfigDict, backend: str | None =
   return 1 if rolled else True
 
 
-def create_model(config: ml_collections.ConfigDict, backend: str | None = None) -> IFIRNN:
-  """The IFIRNN of `config.model` (scan_unroll 0: `resolve_scan_unroll`)."""
+def create_model(config: ml_collections.ConfigDict, backend: str | None = None,
+                 device_count: int | None = None) -> IFIRNN:
+  """The IFIRNN of `config.model` (scan_unroll 0: `resolve_scan_unroll` for the batch
+  split over `device_count` devices, default all)."""
   m = config.model
   return IFIRNN(**default_config.model_fields(m.name), n1=m.n1, n2=m.n2, n3=m.n3, nh=m.nh,
                 num_resblocks=m.num_resblocks, gate_hidden=m.gate_hidden,
                 residual_output=m.residual_output, compute_dtype=m.compute_dtype,
-                scan_unroll=resolve_scan_unroll(config, backend), remat=m.remat,
+                scan_unroll=resolve_scan_unroll(config, backend, device_count), remat=m.remat,
                 conv_impl=m.conv_impl)
 
 
@@ -201,6 +204,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Returns the final evaluation summary (or {} when config.final_eval is off).
   """
   workdir_path = Path(workdir)
+  # First, before anything starts JAX's backend, which fixes its number of CPU devices.
+  default_config.check_cpu_devices(config)
+  cpu_device_count = cpu_devices.resolve(config.cpu_devices, config.batch_size)
+  cpu_devices.request_cpu_devices(cpu_device_count)
   default_config.validate(config, jax.process_count())
   num_steps = default_config.num_train_steps(config)
   is_main = jax.process_index() == 0
@@ -226,17 +233,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                           if isinstance(v, (int, float, str, bool))})
 
   # ---------------------------------------------------------------- mesh
-  mesh = Mesh(np.array(jax.devices()), ("data",))
+  mesh = Mesh(np.array(cpu_devices.training_devices(cpu_device_count)), ("data",))
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P("data"))
-  if config.batch_size % jax.device_count():
+  if config.batch_size % mesh.size:
     raise default_config.ConfigError(f"config.batch_size={config.batch_size} must be divisible by the "
-                     f"{jax.device_count()} devices")
-  logging.info("%d devices on %d processes; global batch %d", jax.device_count(),
-               jax.process_count(), config.batch_size)
+                     f"{mesh.size} devices")
+  step_options = cpu_devices.step_compiler_options(list(mesh.devices.flat))
+  logging.info("%d devices on %d processes%s; global batch %d", mesh.size,
+               jax.process_count(), " (CPU: one core each)" if step_options else "",
+               config.batch_size)
 
   # ---------------------------------------------------------------- model, optimizer
-  model = create_model(config)
+  model = create_model(config, device_count=mesh.size)
   tx = create_optimizer(config)
   lr_fn = create_learning_rate_fn(config)
   seed_key = jax.random.key(config.seed)
@@ -266,7 +275,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn,
                         reg_lambda=config.reg_lambda, reg_tau=config.reg_tau, mesh=mesh),
       in_shardings=(replicated, data_sharding, replicated),
-      out_shardings=(replicated, replicated), donate_argnums=0)
+      out_shardings=(replicated, replicated), donate_argnums=0,
+      compiler_options=step_options)
 
   train_iter = input_pipeline.make_train_iterator(
       train_sequences, batch_size=config.batch_size, clip_length=config.clip_length,

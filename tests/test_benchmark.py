@@ -113,7 +113,8 @@ def test_tiny_inference_run_writes_the_report(tmp_path, capsys, monkeypatch):
 def test_tiny_train_run_writes_the_report(tmp_path, capsys, monkeypatch):
   monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
   report = _run(tmp_path, "--mode", "train", "--models", "C1H1", "--batch", "2",
-                "--frames", "1", "--scan-unroll", "full", widths="4,6,8,4,0")
+                "--frames", "1", "--scan-unroll", "full", "--cpu-devices", "1",
+                widths="4,6,8,4,0")
   assert report["mode"] == "train"
   assert [r["variant"] for r in report["results"]] == ["jax scan_unroll=full", "torch"]
   for r in report["results"]:
@@ -175,6 +176,18 @@ def test_train_step_as_two_single_core_processes(tmp_path, capsys):
   assert "2 processes x 1 core" in capsys.readouterr().out
 
 
+def test_train_step_over_two_single_core_cpu_devices_in_one_process(tmp_path, capsys):
+  report = _run(tmp_path, "--mode", "train", "--models", "C1H1", "--batch", "2",
+                "--frames", "2", "--scan-unroll", "1", "--cpu-devices", "2",
+                widths="4,6,8,4,0")
+  ours, theirs = report["results"]
+  assert ours["variant"] == "jax scan_unroll=1, 2 CPU devices x 1 core"
+  assert ours["peak_memory_method"] == "peak RSS of its own child process"
+  assert ours["first_loss"] == pytest.approx(theirs["first_loss"], rel=1e-5)
+  assert report["settings"]["cpu_devices"] == 2
+  assert "2 CPU devices x 1 core / torch" in capsys.readouterr().out
+
+
 def test_train_run_times_the_input_pipeline_next_to_the_step(tmp_path, capsys):
   root = data_trees.gopro_tree(tmp_path / "gopro")   # 24x32 frames, 6 per sequence
   report = _run(tmp_path, "--mode", "train", "--models", "C1H1", "--batch", "2",
@@ -205,6 +218,10 @@ def test_train_run_times_the_input_pipeline_next_to_the_step(tmp_path, capsys):
     (["--processes", "2"], "--processes is for --mode train"),
     (["--mode", "train", "--processes", "4096"], "cores"),
     (["--mode", "train", "--batch", "3", "--processes", "2"], "divisible by --processes"),
+    (["--mode", "train", "--cpu-devices", "-1"], "--cpu-devices must be >= 0"),
+    (["--mode", "train", "--cpu-devices", "2", "--no-isolate"], "--cpu-devices > 1 is for"),
+    (["--cpu-devices", "2"], "--cpu-devices > 1 is for"),
+    (["--mode", "train", "--batch", "3", "--cpu-devices", "2"], "divisible by --cpu-devices"),
 ])
 def test_bad_options_exit_2_with_one_message(tmp_path, capsys, args, message):
   out = tmp_path / "bench.json"

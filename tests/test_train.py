@@ -130,6 +130,22 @@ def test_two_processes_train_together_and_agree(dataset, reference_run, tmp_path
   _assert_same(single, _export(workdir, tmp_path / "w.safetensors"), rtol=2e-4, atol=2e-6)
 
 
+def test_one_process_over_two_single_core_cpu_devices_trains_like_one_device(
+    dataset, reference_run, tmp_path):
+  """config.cpu_devices (the default 0 gives this on a 2-core machine): the batch split
+  over 2 CPU devices of one process, each step compiled single-threaded."""
+  _, single, _ = reference_run
+  workdir = tmp_path / "cpu_devices"
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)  # no forced device count: the config decides
+  result = subprocess.run(_train_cmd(dataset, workdir, "--config.num_train_steps=6",
+                                     "--config.cpu_devices=2"),
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert "2 devices on 1 processes (CPU: one core each)" in result.stderr
+  _assert_same(single, _export(workdir, tmp_path / "w.safetensors"), rtol=2e-4, atol=2e-6)
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pins one process per core")
 def test_cpu_processes_launcher_trains_like_one_process(dataset, reference_run, tmp_path):
   _, single, _ = reference_run
@@ -182,7 +198,8 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(dataset, 
     ("--config.model.name=C3H1", "config.model.name"),
     ("--config.data.root=/no/such/folder", "config.data.root"),
     ("--config.model.n1=0", "config.model.n1"),
-    ("--config.data.layout=nope", "config.data.layout")])
+    ("--config.data.layout=nope", "config.data.layout"),
+    ("--config.cpu_devices=-1", "config.cpu_devices")])
 def test_bad_config_fails_before_compiling_and_names_the_field(dataset, tmp_path, flag, field):
   result = _run(_train_cmd(dataset, tmp_path / "bad", flag), check=False, timeout=120)
   assert result.returncode == 2
