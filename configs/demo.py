@@ -34,7 +34,7 @@ def get_config(arg=None):
                       zero_init_output=True, conv_impl="auto")
   config.data.update(layout="gopro", root="data/default", blur_dir="blur_gamma",
                      make_default_if_missing=True, cache_frames=True)
-  config.update(clip_length=4, crop_size=96, batch_size=3, learning_rate=1e-3,
+  config.update(clip_length=4, crop_size=96, batch_size=4, learning_rate=1e-3,
                 grad_clip_norm=0.1, num_train_steps=3200, lr_halve_every_steps=800,
                 log_every_steps=100, image_every_steps=1200, eval_every_steps=1200,
                 checkpoint_every_steps=600, keep_checkpoints=2)

@@ -345,19 +345,31 @@ def torch_device(platform: str) -> str:
 
 
 # ====================================================================== timed runners
-def interleave(runners: Sequence[Any], warmup: int, repeats: int) -> list[list[float]]:
-  """Seconds per call of each runner's `step()`, the runners taking turns call by call.
+# Runners take turns in blocks of BLOCK timed calls, each block after one untimed call:
+# the worker threads of the runner before (XLA's, PyTorch's OpenMP ones) spin for a
+# while after its call returns, and on a 2-core CPU they slowed the next runner's first
+# call. Measured (C2H2 train step, 4 x 6 x 64x64, taking turns call by call, 2026-12-01):
+# PyTorch 0.177-0.202 s per step after our step over 2 CPU devices, 0.165-0.168 s alone.
+BLOCK = 5
+
+
+def interleave(runners: Sequence[Any], warmup: int, repeats: int,
+               block: int = BLOCK) -> list[list[float]]:
+  """Seconds per call of each runner's `step()`, the runners taking turns.
 
   Taking turns spreads the load of a shared machine over every runner alike, so their
-  ratio stays meaningful even when the absolute times drift.
+  ratio stays meaningful even when the absolute times drift. Each turn is one untimed
+  call, then up to `block` timed ones (BLOCK), until each runner has `repeats`.
   """
   for _ in range(warmup):
     for runner in runners:
       runner.step()
   times: list[list[float]] = [[] for _ in runners]
-  for _ in range(repeats):
+  while len(times[0]) < repeats:
+    count = min(block, repeats - len(times[0]))
     for runner, record in zip(runners, times):
-      record.append(runner.step())
+      runner.step()  # untimed: lets the previous runner's threads go idle
+      record.extend(runner.step() for _ in range(count))
   return times
 
 
@@ -876,7 +888,8 @@ def run_train(settings: Settings, device: jax.Device, report: dict[str, Any],
         variants.append(ProcessGroupVariant(job) if job.get("num_processes", 1) > 1
                         else open_variant(job))
       progress(f"timing: {settings.warmup} warm-up + {settings.repeats} steps of "
-               f"{b}x{t}x{h}x{w} per variant, the variants taking turns step by step ...")
+               f"{b}x{t}x{h}x{w} per variant, the variants taking turns (blocks of "
+               f"{BLOCK} steps, each after an untimed one) ...")
       times = interleave(variants, settings.warmup, settings.repeats)
       summaries = [v.summary() for v in variants]
     finally:

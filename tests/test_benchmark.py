@@ -149,6 +149,23 @@ def test_titles_say_which_float32_precision_an_accelerator_ran():
   assert "precision" not in benchmark.inference_table(report)
 
 
+def test_runners_take_turns_in_blocks_each_after_an_untimed_call():
+  calls = []
+
+  class Runner:
+    def __init__(self, name):
+      self.name = name
+
+    def step(self):
+      calls.append(self.name)
+      return float(len(calls))  # the call's position: which calls were kept as timings
+
+  times = benchmark.interleave([Runner("a"), Runner("b")], warmup=1, repeats=7, block=5)
+  # warm-up a b; then a (untimed) a*5, b (untimed) b*5; then a (untimed) a*2, b b*2.
+  assert "".join(calls) == "ab" + "a" * 6 + "b" * 6 + "aaa" + "bbb"
+  assert times == [[4, 5, 6, 7, 8, 16, 17], [10, 11, 12, 13, 14, 19, 20]]
+
+
 def test_train_variants_can_share_this_process(tmp_path):
   report = _run(tmp_path, "--mode", "train", "--models", "C1H1", "--batch", "1",
                 "--frames", "1", "--scan-unroll", "full,1", "--no-torch", "--no-isolate",
