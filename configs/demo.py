@@ -4,14 +4,15 @@ The embedded dataset (made by data_pipeline.default_data from photographs shippe
 scikit-image, no download) is generated at data/default on first use. The model is a
 C1H1 (one cell, one iteration: the paper's baseline RNN) at widths 16/24/32, hidden 16,
 3 ResBlocks; F_L's last conv starts at zero so the untrained model is the identity.
-It trains for 3200 steps of 3 clips x 4 frames x 96x96 at lr 1e-3, halved every 800
-steps, with Winograd 3x3 convolutions on CPU (conv_impl 'auto') and the frame scan
-rolled (scan_unroll 0, auto). On this project's 2-core CPU the README's whole first
-command took 10.2 minutes in a fresh clone (2026-12-01, training at 5.2-7.8 steps/s with
-2 MiB pages, ifirnn_jax/huge_pages.py). Earlier, with the scan unrolled (as fast at this
-size when the two take turns on one machine), it took 9.0 minutes on a faster day;
-11.0-14.6 minutes before 2 MiB pages (3.5-6.1 steps/s), when 3600 steps took 12.6 and
-14.4 minutes: too close to the 15-minute budget on a slow day, so 3200 it stays.
+It trains for 3200 steps of 4 clips x 4 frames x 96x96 at lr 1e-3, halved every 800
+steps, with Winograd 3x3 convolutions on CPU (conv_impl 'auto'), the frame scan rolled
+(scan_unroll 0, auto), and each batch split over one CPU device per core (cpu_devices 0,
+auto: 2 devices of 2 clips on a 2-core machine). In a fresh clone on a 2-core AVX-512
+EPYC the README's whole first command took 6.7 minutes (2026-12-01, training at 9.9-12.5
+steps/s). Until then it took 3 clips per batch on one device: 10.2 minutes on the slower
+machine of earlier runs (5.2-7.8 steps/s with 2 MiB pages, ifirnn_jax/huge_pages.py),
+11.0-14.6 minutes before 2 MiB pages, when 3600 steps took 12.6 and 14.4 minutes: too
+close to the 15-minute budget on a slow day, so 3200 it stays.
 
 Why this size: on 2 CPU cores in ~10 minutes the single-iteration cell gained the most
 per second of the variants measured (C2H2 at 12/16/24 with crops 64 or 128, C1H1 at

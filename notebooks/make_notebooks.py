@@ -225,7 +225,8 @@ QUICKSTART = [
 
         `python -m ifirnn_jax.train --config configs/demo.py`: a small C1H1 (one cell, one
         iteration: the paper's baseline RNN, the variant that learned fastest on 2 CPU
-        cores), 3 clips of 4 frames of 96x96 per step. Checkpoints
+        cores), 4 clips of 4 frames of 96x96 per step, split over one CPU device per core
+        (`config.cpu_devices`). Checkpoints
         go to the work directory; running this cell again resumes from the last one (a
         finished run is restored, not retrained). At the end the run evaluates the test
         split with the paper's protocol (first 4 and last frame of every sequence not

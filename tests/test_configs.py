@@ -76,8 +76,10 @@ def _rolled(unroll) -> bool:
 
 
 def test_scan_unroll_auto_rolls_on_cpu_only_where_the_loop_runs_winograd():
-  # The demo: F_R's 3x3 convs at 3 clips x 24x24 x 48 channels = 108 Winograd tiles.
+  # The demo: F_R's 3x3 convs at 4 clips x 24x24 x 48 channels = 144 Winograd tiles,
+  # 72 per device on a 2-core machine (config.cpu_devices).
   assert _rolled(train.resolve_scan_unroll(_demo(), backend="cpu", device_count=1))
+  assert _rolled(train.resolve_scan_unroll(_demo(), backend="cpu", device_count=2))
   # One clip of 64x64 crops: 16 tiles, the fewest that run as Winograd.
   assert _rolled(train.resolve_scan_unroll(_demo(batch_size=1, crop_size=64), backend="cpu",
                                            device_count=1))
