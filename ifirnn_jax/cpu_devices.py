@@ -1,12 +1,12 @@
 """Training on a multi-core CPU in one process: one XLA CPU device per core.
 
 XLA:CPU runs one program on one device with a shared thread pool, but the model's
-small convolutions leave that pool mostly idle: a profile of the demo's train step on 2
-cores had both threads busy 12% of the time, and the process used 1.55 CPU-seconds per
-second (README "Benchmarks"). Splitting the batch over one CPU device per core, each
-compiled to run single-threaded (`xla_cpu_multi_thread_eigen=False`), runs the shards
-side by side on their own cores, as `launch/cpu_processes.sh` does with one process per
-core, but in one process and with an in-memory all-reduce.
+small convolutions leave that pool partly idle: over 40 steps of the benchmark's C2H2
+train step on 2 cores, the process kept 1.52 cores busy on one device (0.193 s per step)
+and 1.83 over two (0.157 s; README "Training on a CPU"). Splitting the batch over one CPU
+device per core, each compiled to run single-threaded (`xla_cpu_multi_thread_eigen=False`),
+runs the shards side by side on their own cores, as `launch/cpu_processes.sh` does with
+one process per core, but in one process and with an in-memory all-reduce.
 
 JAX fixes the number of CPU devices when its backend starts (the first JAX operation),
 so `request_cpu_devices` must run before that: `train.train_and_evaluate` and the

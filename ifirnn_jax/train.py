@@ -8,9 +8,10 @@ Data parallel: one `jax.jit` step over a device Mesh with the batch sharded on t
 'data' axis (NamedSharding), 1 to N devices with no code change; several hosts through
 `jax.distributed` (flags, or auto-detected under SLURM), each process feeding its slice
 of every global batch. On a multi-core CPU one process trains over one XLA CPU device
-per core, each step single-threaded (`config.cpu_devices`, cpu_devices.py), as fast as
-one single-core process per core (`launch/cpu_processes.sh`). Exact resume: batch k and the gate's noise
-at step k are pure functions of (seed, k), so a restarted run continues bit for bit.
+per core, each step single-threaded (`config.cpu_devices`, cpu_devices.py); one
+single-core process per core (`launch/cpu_processes.sh`) is a little faster still, with
+twice the memory. Exact resume: batch k and the gate's noise at step k are pure
+functions of (seed, k), so a restarted run continues bit for bit.
 """
 
 from __future__ import annotations
@@ -237,8 +238,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P("data"))
   if config.batch_size % mesh.size:
-    raise default_config.ConfigError(f"config.batch_size={config.batch_size} must be divisible by the "
-                     f"{mesh.size} devices")
+    raise default_config.ConfigError(f"config.batch_size={config.batch_size} must be "
+                                     f"divisible by the {mesh.size} devices")
   step_options = cpu_devices.step_compiler_options(list(mesh.devices.flat))
   logging.info("%d devices on %d processes%s; global batch %d", mesh.size,
                jax.process_count(), " (CPU: one core each)" if step_options else "",
