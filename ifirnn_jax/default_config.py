@@ -148,10 +148,14 @@ def lr_halve_every_steps(c: ml_collections.ConfigDict) -> int:
 
 
 def check_cpu_devices(c: ml_collections.ConfigDict) -> None:
-  """config.cpu_devices must be an integer >= 0 (checked before JAX starts)."""
+  """config.cpu_devices: an integer >= 0 that divides batch_size (checked before JAX
+  starts)."""
   if not isinstance(c.cpu_devices, int) or isinstance(c.cpu_devices, bool) or c.cpu_devices < 0:
     raise ConfigError(f"config.cpu_devices must be an integer >= 0 (0: one per core), "
                       f"got {c.cpu_devices!r}")
+  if c.cpu_devices > 0 and c.batch_size > 0 and c.batch_size % c.cpu_devices:
+    raise ConfigError(f"config.cpu_devices={c.cpu_devices} does not divide "
+                      f"config.batch_size={c.batch_size}")
 
 
 def validate(c: ml_collections.ConfigDict, process_count: int = 1) -> None:

@@ -199,7 +199,8 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(dataset, 
     ("--config.data.root=/no/such/folder", "config.data.root"),
     ("--config.model.n1=0", "config.model.n1"),
     ("--config.data.layout=nope", "config.data.layout"),
-    ("--config.cpu_devices=-1", "config.cpu_devices")])
+    ("--config.cpu_devices=-1", "config.cpu_devices"),
+    ("--config.cpu_devices=3", "config.cpu_devices")])  # the tiny batch is 2
 def test_bad_config_fails_before_compiling_and_names_the_field(dataset, tmp_path, flag, field):
   result = _run(_train_cmd(dataset, tmp_path / "bad", flag), check=False, timeout=120)
   assert result.returncode == 2
