@@ -346,10 +346,11 @@ def torch_device(platform: str) -> str:
 
 # ====================================================================== timed runners
 # Runners take turns in blocks of BLOCK timed calls, each block after one untimed call:
-# the worker threads of the runner before (XLA's, PyTorch's OpenMP ones) spin for a
-# while after its call returns, and on a 2-core CPU they slowed the next runner's first
-# call. Measured (C2H2 train step, 4 x 6 x 64x64, taking turns call by call, 2026-12-01):
-# PyTorch 0.177-0.202 s per step after our step over 2 CPU devices, 0.165-0.168 s alone.
+# on a 2-core CPU, taking turns call by call slowed the call that followed another
+# runner's, most likely because that runner's worker threads (XLA's, PyTorch's OpenMP
+# ones) still spin after its call returns. Measured (C2H2 train step, 4 x 6 x 64x64,
+# 2026-12-01): PyTorch 0.177-0.202 s per step right after our step over 2 CPU devices,
+# 0.168 s with a 20 ms pause before each step, 0.165-0.168 s alone.
 BLOCK = 5
 
 
