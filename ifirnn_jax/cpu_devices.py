@@ -28,6 +28,11 @@ SINGLE_THREADED = {"xla_cpu_multi_thread_eigen": False}
 FORCED_FLAG = "xla_force_host_platform_device_count"
 
 
+def _count_forced() -> bool:
+  """Whether the user's XLA_FLAGS fix the CPU device count."""
+  return FORCED_FLAG in os.environ.get("XLA_FLAGS", "")
+
+
 def usable_cores() -> int:
   """CPU cores this process may run on (its affinity mask, e.g. under taskset)."""
   try:
@@ -55,7 +60,7 @@ def request_cpu_devices(count: int) -> bool:
   user's XLA_FLAGS force a device count, in a `jax.distributed` run, or when the backend
   has already started.
   """
-  if count <= 1 or FORCED_FLAG in os.environ.get("XLA_FLAGS", ""):
+  if count <= 1 or _count_forced():
     return False
   if jax.distributed.is_initialized():
     return False
@@ -83,7 +88,6 @@ def training_devices(count: int) -> list[jax.Device]:
   device count the user did not force, where the first `count` (a notebook's backend may
   hold more devices than this run's batch splits over)."""
   devices = jax.devices()
-  if (jax.process_count() == 1 and devices[0].platform == "cpu"
-      and FORCED_FLAG not in os.environ.get("XLA_FLAGS", "")):
+  if jax.process_count() == 1 and devices[0].platform == "cpu" and not _count_forced():
     return devices[:max(count, 1)]
   return devices
