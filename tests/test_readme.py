@@ -54,7 +54,8 @@ def test_readme_shows_the_commands_users_need():
   modules = {c.split()[2] for c in COMMANDS}
   assert {"ifirnn_jax.train", "ifirnn_jax.evaluate", "ifirnn_jax.deblur",
           "ifirnn_jax.export", "ifirnn_jax.benchmark", "data_pipeline.synthesize"} <= modules
-  assert "pytest" in README.split("## Contents")[0]
+  quick_start = README.split("## Quick start")[1].split("\n## ")[0]
+  assert "python -m pytest" in quick_start
 
 
 @pytest.mark.slow
