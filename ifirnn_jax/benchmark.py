@@ -1,6 +1,6 @@
 """Speed, FLOPs and memory of IFI-RNN: `python -m ifirnn_jax.benchmark [--mode inference|train]`.
 
-Inference (default; docs/training.md "Speed"): for each model, the streaming step (one frame
+Inference (default; docs/benchmarks.md): for each model, the streaming step (one frame
 and h_{t-1} -> L_t, h_t) and a whole-clip call (`apply_sequence`, F_B / F_L batched over
 all frames) are compiled ahead of time (compile time reported apart), then timed:
 per-frame latency averaged over `--repeats` frames after `--warmup`, and clip throughput
@@ -22,7 +22,7 @@ divides the batch, each single-threaded (`--cpu-devices`, ifirnn_jax/cpu_devices
 with `--processes N` as N processes pinned to one core each, data parallel over
 `jax.distributed` on loopback, as `launch/cpu_processes.sh` trains.
 With `--data DATASET` it also times the training input pipeline alone at the same batch,
-frames and crop, and prints its clips/s next to each step's (docs/training.md: the pipeline
+frames and crop, and prints its clips/s next to each step's (the pipeline
 must not be the bottleneck).
 
 Timings on shared machines are noisy: compare ratios from one run, not absolute numbers
