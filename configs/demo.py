@@ -7,22 +7,17 @@ C1H1 (one cell, one iteration: the paper's baseline RNN) at widths 16/24/32, hid
 It trains for 3200 steps of 4 clips x 4 frames x 96x96 at lr 1e-3, halved every 800
 steps, with Winograd 3x3 convolutions on CPU (conv_impl 'auto'), the frame scan rolled
 (scan_unroll 0, auto), and each batch split over one CPU device per core (cpu_devices 0,
-auto: 2 devices of 2 clips on a 2-core machine). In a fresh clone on a 2-core AVX-512
-EPYC the README's whole first command took 6.7 minutes (2026-12-01, training at 9.9-12.5
-steps/s). Until then it took 3 clips per batch on one device: 10.2 minutes on the slower
-machine of earlier runs (5.2-7.8 steps/s with 2 MiB pages, ifirnn_jax/huge_pages.py),
-11.0-14.6 minutes before 2 MiB pages, when 3600 steps took 12.6 and 14.4 minutes: too
-close to the 15-minute budget on a slow day, so 3200 it stays.
+auto: 2 devices of 2 clips on a 2-core machine). 3200 steps keep the whole first
+command within minutes on a 2-core CPU (docs/benchmarks.md has the timings).
 
-Why this size: on 2 CPU cores in ~10 minutes the single-iteration cell gained the most
-per second of the variants measured (C2H2 at 12/16/24 with crops 64 or 128, C1H1 at
-16/24/32 with crops 64 or 96, 4-8 frames; README "Quick start"); the intra-frame
-iterations pay off with the paper's longer GPU schedules.
+Why this size: on 2 CPU cores in a run of minutes the single-iteration cell gained the
+most per second of the C2H2 and C1H1 variants tried (docs/demo_experiments.md); the
+intra-frame iterations pay off with the paper's longer GPU schedules.
 
   python -m ifirnn_jax.train --config configs/demo.py
 
 Expected: the final table shows the model above the blurry input on the held-out
-photographs (README "Quick start" has the measured numbers).
+photographs (docs/benchmarks.md has the measured numbers).
 Tiny variant for tests: --config configs/demo.py:tiny
 """
 

@@ -28,8 +28,8 @@ step k. Multi-host: process p builds only elements [p * B_local, (p + 1) *
 B_local) of each global batch, B_local = batch_size / process_count, so the
 processes' batches concatenated in process order are the single-process batch.
 
-Frames are decoded with tf.io (C++, parallel, faster than Pillow: ~12 ms vs
-~18 ms for a 1280x768 PNG, ~2 ms vs ~10 ms for a JPEG, measured on CPU) after
+Frames are decoded with tf.io (C++, parallel, faster than Pillow on PNG and JPEG;
+docs/benchmarks.md) after
 the sequences were validated from their file headers; JPEGs are decoded with
 the accurate integer DCT, which gives exactly the pixels of `read_image`.
 With `cache_frames=True` every frame is decoded once by `read_image` and held

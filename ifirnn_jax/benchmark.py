@@ -1,6 +1,6 @@
 """Speed, FLOPs and memory of IFI-RNN: `python -m ifirnn_jax.benchmark [--mode inference|train]`.
 
-Inference (default; TRAINING.md "Speed"): for each model, the streaming step (one frame
+Inference (default; docs/benchmarks.md): for each model, the streaming step (one frame
 and h_{t-1} -> L_t, h_t) and a whole-clip call (`apply_sequence`, F_B / F_L batched over
 all frames) are compiled ahead of time (compile time reported apart), then timed:
 per-frame latency averaged over `--repeats` frames after `--warmup`, and clip throughput
@@ -22,7 +22,7 @@ divides the batch, each single-threaded (`--cpu-devices`, ifirnn_jax/cpu_devices
 with `--processes N` as N processes pinned to one core each, data parallel over
 `jax.distributed` on loopback, as `launch/cpu_processes.sh` trains.
 With `--data DATASET` it also times the training input pipeline alone at the same batch,
-frames and crop, and prints its clips/s next to each step's (TRAINING.md: the pipeline
+frames and crop, and prints its clips/s next to each step's (the pipeline
 must not be the bottleneck).
 
 Timings on shared machines are noisy: compare ratios from one run, not absolute numbers
@@ -54,8 +54,8 @@ from ifirnn_jax.layers import CONV_IMPLS
 from ifirnn_jax.models import IFIRNN
 
 TABLE1_MODELS = ("C1H1", "C1H2", "C1H3", "C1H4", "C2H1", "C2H2", "C2H3", "C2H4")
-SPEC_WIDTHS = (20, 40, 60, 20, 6)         # n1, n2, n3, nh, num_resblocks (ARCHITECTURE.md)
-SMALL_TRAIN_WIDTHS = (16, 32, 48, 16, 4)  # PERFORMANCE.md's small model
+SPEC_WIDTHS = (20, 40, 60, 20, 6)         # n1, n2, n3, nh, num_resblocks (docs/architecture.md)
+SMALL_TRAIN_WIDTHS = (16, 32, 48, 16, 4)  # docs/benchmarks.md's small model
 
 # Per-mode defaults of the options left as None on the command line.
 MODE_DEFAULTS = {
@@ -128,7 +128,7 @@ def spec_forward_macs(model: IFIRNN, height: int, width: int,
 def spec_gflops(model: IFIRNN, height: int, width: int, count_padding: bool = True) -> float:
   """Forward GFLOP per frame (multiply-add = 2) from the spec's layer table.
 
-  At the defaults and 960x540 this is ARCHITECTURE.md's table (C2H3: 215.1). XLA's cost
+  At the defaults and 960x540 this is docs/architecture.md's table (C2H3: 215.1). XLA's cost
   analysis differs: it skips taps that fall on the zero padding (`count_padding=False`
   counts that way), counts bias adds and activations, and counts the layers as executed:
   when the stride-2 convs run as space-to-depth + a 3x3 conv and the transposed convs as
@@ -348,9 +348,7 @@ def torch_device(platform: str) -> str:
 # Runners take turns in blocks of BLOCK timed calls, each block after one untimed call:
 # on a 2-core CPU, taking turns call by call slowed the call that followed another
 # runner's, most likely because that runner's worker threads (XLA's, PyTorch's OpenMP
-# ones) still spin after its call returns. Measured (C2H2 train step, 4 x 6 x 64x64,
-# 2026-12-01): PyTorch 0.177-0.202 s per step right after our step over 2 CPU devices,
-# 0.168 s with a 20 ms pause before each step, 0.165-0.168 s alone.
+# ones) still spin after its call returns (docs/benchmarks.md has the measurement).
 BLOCK = 5
 
 

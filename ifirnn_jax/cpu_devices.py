@@ -1,9 +1,8 @@
 """Training on a multi-core CPU in one process: one XLA CPU device per core.
 
-XLA:CPU runs one program on one device with a shared thread pool, but the model's
-small convolutions leave that pool partly idle: over 40 steps of the benchmark's C2H2
-train step on 2 cores, the process kept 1.52 cores busy on one device (0.193 s per step)
-and 1.83 over two (0.157 s; README "Training on a CPU"). Splitting the batch over one CPU
+XLA:CPU runs one program on one device with one thread pool, but the model's small
+convolutions leave that pool partly idle, so one device keeps fewer cores busy than it
+has (docs/benchmarks.md has the measurements). Splitting the batch over one CPU
 device per core, each compiled to run single-threaded (`xla_cpu_multi_thread_eigen=False`),
 runs the shards side by side on their own cores, as `launch/cpu_processes.sh` does with
 one process per core, but in one process and with an in-memory all-reduce.

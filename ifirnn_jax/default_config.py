@@ -1,6 +1,6 @@
 """The base ConfigDict every experiment in `configs/` starts from, and its validation.
 
-Defaults are the paper's recipe (Section 4.2, TRAINING.md): Adam 1e-4 halved every
+Defaults are the paper's recipe (Section 4.2, docs/training.md): Adam 1e-4 halved every
 200 epochs for 500 epochs, 4 clips of 12 frames, 256x256 crops, flips and 90-degree
 rotations, noise sigma = |s|, s ~ N(0, 2^2) (8-bit units) on the blurry input.
 """
@@ -49,7 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.zero_init_output = False
 
   c.data = ml_collections.ConfigDict()
-  c.data.layout = "gopro"        # gopro | dvd | bsd | generic (TRAINING.md layouts)
+  c.data.layout = "gopro"        # gopro | dvd | bsd | generic (docs/training.md layouts)
   c.data.root = ""               # the dataset's folder (the user downloads it)
   c.data.blur_dir = "blur_gamma"  # GOPRO only: 'blur' or 'blur_gamma' (the paper's)
   c.data.train_split = "train"

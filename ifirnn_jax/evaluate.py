@@ -25,8 +25,8 @@ Inference settings:
 Time per frame is the wall time of the streaming step (`IFIRNN.step`, output copied to
 the host), excluding the first frame of every sequence (which includes compilation);
 it is measured at the dataset's frame size on the current JAX device. The adaptive
-setting masks the iterations the gate skips rather than branching, so its time per
-frame is that of its maximum N.
+setting runs the iterations as a `lax.while_loop` that stops once the gate says stop,
+so its time per frame falls with the mean number of iterations.
 
 Exit status: 0 done, 2 bad input (one line `error: ...` on stderr).
 """

@@ -1,13 +1,11 @@
 """Transparent huge pages for XLA:CPU's per-call buffers (Linux with glibc >= 2.35).
 
-XLA:CPU allocates the temporaries of each call of a compiled function afresh: 100 MiB
-for a step of `configs/demo.py`, 230 MiB for the benchmark's C2H2 train step. glibc hands
-blocks that large back to the kernel when they are freed, so with 4 KiB pages every step
-page-faults its buffers in again: 26,000 and 59,000 faults per step, about a fifth of
-the process's CPU time in the kernel (measured on this project's 2-core machine; README
-"Benchmarks"). With `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` glibc asks the kernel for
-2 MiB transparent huge pages instead (madvise), which cuts the faults about 100x and took
-12-18% off the time of those train steps.
+XLA:CPU allocates the temporaries of each call of a compiled function afresh, about
+a hundred MiB per train step. glibc hands blocks that large back to the kernel when they
+are freed, so with 4 KiB pages every step page-faults its buffers in again and spends a
+large share of its CPU time in the kernel. With `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`
+glibc asks the kernel for 2 MiB transparent huge pages instead (madvise), which cuts
+the faults by orders of magnitude (docs/benchmarks.md has the fault counts and times).
 
 glibc reads GLIBC_TUNABLES only when a process starts, so the command-line tools call
 `restart_with_huge_pages()` first: it re-executes the same command once (same process

@@ -3,7 +3,7 @@
 Kernels are stored like Flax's (`[kh, kw, in, out]`), which maps one-to-one onto
 PyTorch's `Conv2d` / `ConvTranspose2d` weights (see `weights.py`). Two layers of the
 spec are re-expressed as exact equivalents whose gradients are ordinary stride-1
-convolutions (PERFORMANCE.md: strided and transposed convolution gradients are slow
+convolutions (docs/benchmarks.md: strided and transposed convolution gradients are slow
 paths on XLA:CPU):
 
 * Conv 5x5, stride 2, padding 2 == space-to-depth(2) then a 3x3 conv, padding 1.
@@ -21,14 +21,14 @@ Convolutional Neural Networks", CVPR 2016): a fixed linear transform
 of overlapping 6x6 input tiles, 36 batched [tiles, C_in] x [C_in, C_out] matmuls, and a
 fixed transform back to 4x4 output tiles; 4x fewer multiply-adds than the direct
 convolution and ordinary matmuls in the backward pass. In a chain of the network's
-convolutions XLA:CPU runs it about 1.5-2x faster than its own convolution forward and
-2-3x faster forward+backward; alone, a large one can lose, as its 2.25x larger tile
+convolutions XLA:CPU runs it faster than its own convolution, forward and backward
+(docs/benchmarks.md); alone, a large one can lose, as its 2.25x larger tile
 buffers are fresh memory to page in (tests/test_layers.py checks it against
 `lax.conv_general_dilated` and PyTorch). The error is a few times float32 rounding
 (relative ~1e-6 per convolution). `impl` picks the algorithm: 'xla', 'winograd' or 'auto'
 (Winograd for float32 on CPU for all but small convolutions, XLA's convolution elsewhere,
-e.g. cuDNN on GPU). It costs compile time (about 5x XLA's for the train step) and memory
-(about 2x the temporaries).
+e.g. cuDNN on GPU). It costs compile time and memory for its tile buffers
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -165,10 +165,9 @@ def winograd_conv3x3(x: Array, kernel: Array) -> Array:
 # 'auto' on CPU uses Winograd for 3x3 convolutions with at least 16 input and output
 # channels and at least 16 output tiles (N * ceil(H/4) * ceil(W/4): the rows of its 36
 # matmuls, whose depth is C_in). Smaller ones run as fast as XLA's own convolution, which
-# compiles several times faster. At 16 tiles Winograd already trains faster: C2H2, 1 clip
-# x 6 frames x 64x64 (F_R at 16x16), 0.125 s per step against XLA's 0.154 s on 2 cores
-# and 0.123 s against 0.182 s on one (`python -m ifirnn_jax.benchmark --mode train
-# --batch 1 --conv-impl winograd|auto`, 2026-12-01); until then the threshold was 64.
+# compiles several times faster. At 16 tiles Winograd already trains faster (C2H2, 1 clip
+# x 6 frames x 64x64, F_R at 16x16: `python -m ifirnn_jax.benchmark --mode train
+# --batch 1 --conv-impl winograd|auto`; docs/benchmarks.md).
 _WINOGRAD_MIN_CHANNELS = 16
 _WINOGRAD_MIN_TILES = 16
 
@@ -288,8 +287,8 @@ class Conv(nn.Module):
   With the CPU formulations ('winograd', or 'auto' on CPU), a stride-1 5x5 conv with at
   most 4 input or output channels (F_B's RGB input layer, F_L's RGB output layer) on even
   H, W runs as space_to_depth, a 3x3 XLA conv (4x the channels in and out) and
-  depth_to_space: XLA:CPU's direct 5x5 conv on 3 channels is 3-5x slower forward (and
-  the RGB output layer's forward+backward 1.7x slower; `benchmark` measures the models).
+  depth_to_space: XLA:CPU's direct 5x5 conv on 3 channels is several times slower
+  (`benchmark` measures the models; docs/benchmarks.md).
   """
 
   features: int

@@ -1,6 +1,6 @@
 """Image quality metrics of the paper's tables: PSNR and SSIM on 8-bit frames.
 
-What is measured (TRAINING.md "Metrics"):
+What is measured (docs/training.md "Metrics"):
   * Both frames are clipped to [0, 1] and quantised to 8 bits (rounded), as a saved
     frame would be; the target is 8-bit data already, so quantising it is a no-op.
   * PSNR: RGB, peak 255, no border crop, one value per frame. Identical frames give

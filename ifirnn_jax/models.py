@@ -5,7 +5,7 @@ the recurrence over frames is a `jax.lax.scan`, and the intra-frame iterations a
 fixed-length loop (masked by the straight-through Gumbel gate when training "-reg"
 models). F_B and F_L do not feed the recurrence, so they run once per frame, batched
 over the whole clip outside the sequential scan; only F_R and F_h are sequential.
-See ../shared/spec/ARCHITECTURE.md (the contract) and README "Architecture".
+See docs/architecture.md (layer table, Algorithm 1, the gate, PyTorch weight names).
 """
 
 from __future__ import annotations
@@ -147,16 +147,15 @@ class IFIRNN:
     residual_output: L_t = B_t + F_L(f_R) (global residual).
     scan_unroll: `lax.scan` unroll factor over frames; an int >= 1, or True for fully
       unrolled (XLA:CPU's backward pass is much faster unrolled when the loop's convs are
-      XLA's own, PERFORMANCE.md; `train.resolve_scan_unroll` picks it for training).
+      XLA's own, docs/benchmarks.md; `train.resolve_scan_unroll` picks it for training).
     remat: rematerialise each frame step in the backward pass (bounds training memory).
     compute_dtype: 'float32' or 'bfloat16' (activations and weights in the forward pass;
       parameters stay float32).
     conv_impl: 3x3 convolution algorithm: 'auto' (default: Winograd F(4x4, 3x3) in JAX,
       layers.py, for float32 on CPU where it pays; XLA's convolution, i.e. cuDNN, on
-      GPU), 'xla' or 'winograd'; same parameters. On a 2-core CPU 'auto' ran C2H3 at
-      960x540 at 1.08 frames/s against 0.46 with 'xla' (PyTorch: 0.67), and the demo's
-      train step in 0.18 s against 0.24 s, at the price of longer compiles and ~2x the
-      temporaries.
+      GPU), 'xla' or 'winograd'; same parameters. On CPU 'auto' is faster for inference
+      and training, at the price of longer compiles and about twice the temporaries
+      (docs/benchmarks.md).
   """
 
   cells: int = 2
@@ -215,7 +214,7 @@ class IFIRNN:
     """PyTorch's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
 
     Drawn as one uniform vector sliced per parameter: one RNG call keeps XLA's compile
-    of `init` short (a threefry per parameter took ~10 s to compile on CPU).
+    of `init` short (a threefry per parameter compiles slowly on CPU).
     """
     frames = jnp.zeros((1, 8, 8, 3), jnp.float32)
     hidden = jnp.zeros((1, 2, 2, self.nh), jnp.float32)

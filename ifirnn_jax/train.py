@@ -57,12 +57,10 @@ def resolve_scan_unroll(config: ml_collections.ConfigDict, backend: str | None =
                         device_count: int | None = None) -> int | bool:
   """config.model.scan_unroll, with 0 (auto) resolved for the backend and the batch.
 
-  On XLA:CPU the backward pass through a rolled scan is ~7x slower than unrolled when the
-  loop's convolutions are XLA's own (PERFORMANCE.md; C2H2, 1 clip x 6 frames x 64x64
-  with XLA's convolutions: 1.18 s per step rolled, 0.17 s unrolled), but as fast or
-  faster when they run as Winograd (layers.py), and it compiles 2-3x faster with less
-  memory (the demo's step: 0.139 s rolled, 0.150 s unrolled; C2H2 at 4 x 6 x 128x128:
-  1.40 s against 2.40 s).
+  On XLA:CPU the backward pass through a rolled scan is several times slower than
+  unrolled when the loop's convolutions are XLA's own, but as fast or faster when they
+  run as Winograd (layers.py), and it compiles faster with less memory
+  (docs/benchmarks.md has the step times).
   So auto is: on CPU, rolled (1) when F_R's convolutions run as Winograd on one device's
   share of a training batch (at 1/4 of the crop), fully unrolled (True) otherwise; 1 on
   accelerators.

@@ -2,7 +2,7 @@
 # Training on a CPU as one process per core, each pinned to its core, the processes
 # training together through jax.distributed on loopback (gloo; each feeds its share of
 # every batch). On XLA:CPU this steps faster than one process spread over the same cores
-# (README "Training on a CPU"). It is also the multi-host code path without a cluster
+# (docs/benchmarks.md). It is also the multi-host code path without a cluster
 # (what tests/test_train.py runs with explicit flags).
 #   bash launch/cpu_processes.sh CONFIG WORKDIR [NUM_PROCESSES] [--config.FIELD=VALUE ...]
 #   bash launch/cpu_processes.sh configs/demo.py workdirs/demo_cpu 2 --config.batch_size=4

@@ -167,7 +167,7 @@ QUICKSTART = [
         REPO_URL = "https://github.com/ifirnn-jax/ifirnn-jax"  # placeholder: your clone URL
         OUTPUT_ROOT = None  # data/, workdirs/, outputs/ go here; None: the repository
                             # (TINY: a new temporary folder)
-        TRAIN_STEPS = None  # None: the demo's schedule (3200 steps, about 10 min on 2 CPU
+        TRAIN_STEPS = None  # None: the demo's schedule (3200 steps, minutes on 2 CPU
                             # cores); fewer: faster, and a weaker model
         MY_VIDEO = None  # a video file (or folder of frames) of yours; None: upload on Colab
         MAX_FRAMES = 60  # deblur at most this many frames of your video
@@ -422,7 +422,7 @@ REPRODUCE = [
 
         **Which GOPRO:** the paper used GOPRO downsampled to 960x540 before averaging; the
         published `GOPRO_Large` is 1280x720, and numbers on the two are not comparable
-        (README "Datasets": `python -m data_pipeline.synthesize ... --downsample 960x540`
+        (docs/training.md: `python -m data_pipeline.synthesize ... --downsample 960x540`
         makes the paper's version from `GOPRO_Large_all`).
 
         `TINY = True` runs every step on a toy GOPRO-layout dataset made here in

@@ -1,7 +1,5 @@
 """The deblur command line, in-process, with a tiny model on a real (downscaled) clip."""
 
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,29 +7,27 @@ import pytest
 from safetensors.numpy import save_file
 
 import ifirnn_jax as ifr
+import real_clip
 from data_pipeline.video import FrameSink, open_frames
 from ifirnn_jax import metrics
 from ifirnn_jax.deblur import main
 from tiny_models import tiny_params
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REAL_VIDEO = SHARED / "data" / "real_shake" / "VID_20150407_232353.mp4"
 NUM_FRAMES = 12
+HEIGHT, WIDTH = 96, 160  # the frames the model sees: real ones, subsampled
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-  """A tiny model's weight file, a 12-frame 96x160 mp4 of the real video, its frames."""
+  """A tiny model's weight file, a 12-frame 96x160 mp4 of the real clip, its frames."""
   root = tmp_path_factory.mktemp("deblur")
   model = ifr.IFIRNN(cells=2, iterations=2, n1=4, n2=6, n3=8, nh=4, num_resblocks=1)
   params = tiny_params(model)
   weights = ifr.save_weights(params, root / "tiny.safetensors", model=model)
   clip = root / "clip.mp4"
-  with FrameSink(clip, fps=15) as sink:
-    for i, frame in enumerate(open_frames(REAL_VIDEO)):
-      if i == NUM_FRAMES:
-        break
-      sink.write(np.ascontiguousarray(frame[::8, ::8]))
+  with FrameSink(clip, fps=real_clip.facts().fps) as sink:
+    for frame in real_clip.small_frames(NUM_FRAMES, HEIGHT, WIDTH):
+      sink.write(frame)
   frames = np.stack(list(open_frames(clip)))  # what the CLI decodes
   return dict(root=root, model=model, params=params, weights=weights, clip=clip,
               frames=frames)
@@ -55,7 +51,8 @@ def test_video_to_video_keeps_count_size_fps(setup, capsys):
   assert status == 0, err
   assert f"{NUM_FRAMES}/{NUM_FRAMES} frames" in err and "ETA" in err
   result = open_frames(out)
-  assert (result.num_frames, result.height, result.width, result.fps) == (NUM_FRAMES, 96, 160, 15.0)
+  assert (result.num_frames, result.height, result.width, result.fps) == (
+      NUM_FRAMES, HEIGHT, WIDTH, real_clip.facts().fps)
 
 
 def test_streaming_output_equals_whole_clip_deblur(setup, capsys):
@@ -65,7 +62,7 @@ def test_streaming_output_equals_whole_clip_deblur(setup, capsys):
   assert status == 0, err
   got = np.stack(list(open_frames(out)))
   want = _reference(setup)
-  assert got.shape == want.shape == (NUM_FRAMES, 96, 160, 3)
+  assert got.shape == want.shape == (NUM_FRAMES, HEIGHT, WIDTH, 3)
   assert np.abs(got.astype(int) - want).max() <= 1
   assert np.mean(got != want) < 1e-3
   assert np.abs(want.astype(int) - setup["frames"]).mean() > 1  # the model changed them
@@ -77,11 +74,11 @@ def test_compare_max_frames_and_iterations(setup, capsys):
                      setup["weights"], "--compare", "--max-frames", 5, "--iterations", 3)
   assert status == 0, err
   got = np.stack(list(open_frames(out)))
-  assert got.shape == (5, 96, 320, 3)
-  np.testing.assert_array_equal(got[:, :, :160], setup["frames"][:5])
+  assert got.shape == (5, HEIGHT, 2 * WIDTH, 3)
+  np.testing.assert_array_equal(got[:, :, :WIDTH], setup["frames"][:5])
   want = setup["model"].deblur(setup["params"], setup["frames"][:5] / 255.0, iterations=3)
   want = np.asarray(metrics.quantize(want)).astype(np.uint8)
-  assert np.abs(got[:, :, 160:].astype(int) - want).max() <= 1
+  assert np.abs(got[:, :, WIDTH:].astype(int) - want).max() <= 1
 
 
 def test_tiles_from_a_folder(setup, capsys):
@@ -93,9 +90,9 @@ def test_tiles_from_a_folder(setup, capsys):
   status, err = _run(capsys, "--input", folder, "--output", out, "--weights",
                      setup["weights"], "--tile-size", 64, "--tile-overlap", 16)
   assert status == 0, err
-  assert "6 tiles of 64x64" in err
+  assert "6 tiles of 64x64" in err  # 2 rows x 3 columns cover 96x160
   result = open_frames(out)
-  assert (result.num_frames, result.height, result.width) == (4, 96, 160)
+  assert (result.num_frames, result.height, result.width) == (4, HEIGHT, WIDTH)
   assert result.fps == 30.0  # frames from a folder have none: the default
   decoded = np.stack(list(result)).astype(float)
   assert np.abs(decoded - _reference(setup, setup["frames"][:4])).mean() < 3  # H.264 + tiles

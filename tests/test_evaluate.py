@@ -1,9 +1,9 @@
 """The evaluate command line, in-process, on a GOPRO-recipe dataset made from a real video.
 
-The dataset is made as GOPRO was (TRAINING.md, Section 4.1 of the paper) by
+The dataset is made as GOPRO was (docs/training.md, Section 4.1 of the paper) by
 `python -m data_pipeline.synthesize` from frames of a real handheld video, and checked
 here against the formula written with numpy: B = g(mean_k g^-1(S_k)),
-g(x) = x^(1/2.2), over windows of 5 consecutive frames; the ground truth is the middle
+g(x) = x^(1/2.2), over windows of 3 consecutive frames; the ground truth is the middle
 frame. Scores are checked against scikit-image on the frames evaluate saves.
 """
 
@@ -20,20 +20,26 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import ifirnn_jax as ifr
+import real_clip
 from data_pipeline import synthesize
-from data_pipeline.video import open_frames
 from ifirnn_jax import metrics
 from ifirnn_jax.evaluate import main
 from ifirnn_jax.models import pad_to_multiple_of_4
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REAL_VIDEO = SHARED / "data" / "real_shake" / "VID_20150407_232353.mp4"
-WINDOW = 5     # source frames averaged into one blurry frame
-SCALE = 8      # 768x1280 -> 96x160 by 8x8 block means
-CROP_W = 150   # not a multiple of 4: the model pads
+WINDOW = 3     # source frames averaged into one blurry frame
+HEIGHT = 96    # rows of the frames the model sees (block means of the real clip)
+CROP_W = 150   # their columns, not a multiple of 4: the model pads
 TINY = dict(cells=2, iterations=2, n1=4, n2=6, n3=8, nh=4, num_resblocks=1)
-# Sequence name -> source frames [first, last) of the video: 9 and 7 blurry frames.
-SEQUENCES = {"GOPR0001_11_00": (0, 45), "GOPR0002_11_01": (45, 80)}
+
+
+def sequences() -> dict[str, tuple[int, int]]:
+  """Sequence name -> source frames [first, last) of the clip: 9 blurry frames, then the
+  rest (at least 7). Evaluation scores the frames after a sequence's first 4 and before
+  its last one."""
+  num_frames = real_clip.facts().num_frames
+  split = 9 * WINDOW
+  assert num_frames >= split + 7 * WINDOW, f"{real_clip.PATH}: too few frames"
+  return {"GOPR0001_11_00": (0, split), "GOPR0002_11_01": (split, num_frames)}
 
 
 def gopro_blur(sharp_frames: np.ndarray) -> np.ndarray:
@@ -43,23 +49,20 @@ def gopro_blur(sharp_frames: np.ndarray) -> np.ndarray:
 
 
 def _read_source_frames(count: int) -> np.ndarray:
-  """The first `count` frames of the real video, 8x8 block means, cropped: uint8."""
-  frames = []
-  for frame in open_frames(REAL_VIDEO):
-    if len(frames) == count:
-      break
-    h, w = frame.shape[0] // SCALE, frame.shape[1] // SCALE
-    small = frame.reshape(h, SCALE, w, SCALE, 3).astype(np.float64).mean(axis=(1, 3))
-    frames.append(np.round(small[:, :CROP_W]).astype(np.uint8))
-  return np.stack(frames)
+  """The first `count` frames of the real clip, block means down to HEIGHT x CROP_W: uint8."""
+  scale = real_clip.step_for(HEIGHT, CROP_W)
+  frames = real_clip.frames(count)[:, :HEIGHT * scale, :CROP_W * scale]
+  blocks = frames.reshape(count, HEIGHT, scale, CROP_W, scale, 3).astype(np.float64)
+  return np.round(blocks.mean(axis=(2, 4))).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
   """GOPRO_Large-style test split of two sequences, tiny weight files (plain and gated)."""
   root = tmp_path_factory.mktemp("evaluate")
-  source = _read_source_frames(max(last for _, last in SEQUENCES.values()))
-  for name, (first, last) in SEQUENCES.items():
+  seqs = sequences()
+  source = _read_source_frames(max(last for _, last in seqs.values()))
+  for name, (first, last) in seqs.items():
     for i in range(first, last):
       (root / "source" / name).mkdir(parents=True, exist_ok=True)
       iio.imwrite(root / "source" / name / f"{i:06d}.png", source[i])
@@ -67,7 +70,7 @@ def data(tmp_path_factory):
   assert synthesize.main(["--frames", str(root / "source"), "--average", str(WINDOW),
                           "--out", str(dataset / "test")]) == 0
   lengths, blurry = {}, {}
-  for name, (first, last) in SEQUENCES.items():
+  for name, (first, last) in seqs.items():
     blur_paths = _frames(dataset / "test" / name / "blur_gamma")
     sharp_paths = _frames(dataset / "test" / name / "sharp")
     assert len(blur_paths) == len(sharp_paths) == (last - first) // WINDOW
@@ -177,7 +180,7 @@ def test_scores_equal_scikit_image_on_saved_frames(data, capsys):
     assert abs(float(table[name]["ssim"]) - np.mean(ssim)) < 1e-4
     all_psnr += psnr
     all_ssim += ssim
-  assert len(results["sequences"]) == len(SEQUENCES)
+  assert len(results["sequences"]) == len(sequences())
   assert results["frames"] == len(all_psnr) == len(per_frame) == int(table["ALL"]["frames"])
   # Overall = mean over frames (not over sequences, whose frame counts differ).
   assert abs(results["psnr"] - np.mean(all_psnr)) < 1e-4
@@ -186,7 +189,7 @@ def test_scores_equal_scikit_image_on_saved_frames(data, capsys):
   np.testing.assert_allclose([float(r["psnr"]) for r in per_frame], all_psnr, atol=1e-4)
 
   # The saved frames are the model's output on the whole clip, quantised.
-  name = next(iter(SEQUENCES))
+  name = next(iter(sequences()))
   blur = data["blurry"][name]
   want = np.asarray(metrics.quantize(data["model"].deblur(data["params"], blur)), np.uint8)
   got = np.stack([iio.imread(p) for p in _frames(saved / name)])
@@ -214,7 +217,7 @@ def test_sweep_writes_fig4_fig5_and_data(data, capsys):
   # Fig. 4 recomputed from the saved frames of every N with scikit-image.
   frames = sweep["frames"]
   best = []
-  for name in SEQUENCES:
+  for name in sequences():
     sharp = _frames(data["dataset"] / "test" / name / "sharp")[4:-1]
     for path in sharp:
       psnr = [peak_signal_noise_ratio(iio.imread(path),
@@ -254,7 +257,7 @@ def test_adaptive_with_closed_gate_is_one_iteration(data, capsys):
   for key in ("psnr", "ssim", "frames"):
     assert adaptive[key] == n1[key]
   assert adaptive["sequences"] == [dict(row) for row in n1["sequences"]]
-  for name in SEQUENCES:
+  for name in sequences():
     for a, b in zip(_frames(runs["adaptive"][1] / name), _frames(runs["n1"][1] / name)):
       np.testing.assert_array_equal(iio.imread(a), iio.imread(b))
 
@@ -292,7 +295,7 @@ def test_adaptive_iterations_match_the_gate_on_the_whole_clip(data, capsys):
   gated = data["gated"]
   params = ifr.load_weights(data["weights"]["mixed"], gated)
   counts = []
-  for name in SEQUENCES:
+  for name in sequences():
     blur = data["blurry"][name]
     clip = pad_to_multiple_of_4(jnp.asarray(blur)[None])
     trace = gate_trace(gated, params, clip, 3)

@@ -1,32 +1,22 @@
 """Metrics against scikit-image on real frames, and hand-computed cases."""
 
-from pathlib import Path
-
-import imageio.v3 as iio
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+import real_clip
 from ifirnn_jax import metrics
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REAL_VIDEO = SHARED / "data" / "real_shake" / "VID_20150407_232353.mp4"
 
 
 @pytest.fixture(scope="module")
 def real_pair():
-  """3 real frames (downscaled 4x to 192x320) in [0, 1] and a blurred, noisy copy.
+  """3 frames of the real clip, subsampled to 192x320, in [0, 1] and a blurred, noisy copy.
 
   The copy is left unquantised and partly outside [0, 1], so the metrics' own
   clipping and rounding are exercised.
   """
-  frames = []
-  for frame in iio.imiter(REAL_VIDEO, plugin="FFMPEG"):
-    frames.append(frame[::4, ::4])
-    if len(frames) == 3:
-      break
-  target = np.stack(frames).astype(np.float32) / 255
+  target = real_clip.small_frames(3, 192, 320).astype(np.float32) / 255
   rng = np.random.default_rng(0)
   output = gaussian_filter(target, sigma=(0, 1.2, 1.2, 0)) + rng.normal(0, 0.03, target.shape)
   return output.astype(np.float32), target

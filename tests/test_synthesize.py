@@ -4,29 +4,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import PIL.Image
 import pytest
 import skimage.transform
 
+import real_clip
 from data_pipeline import synthesize
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-REAL_VIDEO = SHARED / "data" / "real_shake" / "VID_20150407_232353.mp4"
 HEIGHT, WIDTH = 96, 160
 
 
 @pytest.fixture(scope="module")
 def real_frames() -> np.ndarray:
-  """24 frames of the real (hand-shaken) video, resized 8x down to 96x160, uint8."""
+  """24 frames of the real (hand-shaken) clip, resized to 96x160, uint8."""
   frames = []
-  for frame in iio.imiter(REAL_VIDEO, plugin="FFMPEG"):
+  for frame in real_clip.frames(24):
     small = skimage.transform.resize(frame / 255.0, (HEIGHT, WIDTH), anti_aliasing=True)
     frames.append(np.rint(small * 255).astype(np.uint8))
-    if len(frames) == 24:
-      break
   return np.stack(frames)
 
 

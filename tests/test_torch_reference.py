@@ -1,4 +1,4 @@
-"""Tests of the PyTorch reference against facts stated in ARCHITECTURE.md."""
+"""Tests of the PyTorch reference against facts stated in docs/architecture.md."""
 
 import numpy as np
 import pytest

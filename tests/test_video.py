@@ -8,22 +8,15 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+import real_clip
 from data_pipeline.errors import DataError
 from data_pipeline.video import FrameSink, open_frames, probe_frames
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REAL_VIDEO = SHARED / "data" / "real_shake" / "VID_20150407_232353.mp4"
 
 
 @pytest.fixture(scope="module")
 def real_frames():
-  """The first 10 frames of the real video, downscaled 8x to 96x160, uint8."""
-  frames = []
-  for frame in open_frames(REAL_VIDEO):
-    frames.append(np.ascontiguousarray(frame[::8, ::8]))
-    if len(frames) == 10:
-      break
-  return np.stack(frames)
+  """The first 10 frames of the real clip, subsampled to 96x160, uint8."""
+  return real_clip.small_frames(10, 96, 160)
 
 
 def _psnr(a, b):
@@ -35,16 +28,29 @@ def _leftovers(folder: Path, keep: set[str]) -> list[str]:
   return sorted(p.name for p in folder.iterdir() if p.name not in keep)
 
 
+def test_real_clip_ships_with_licence_and_source():
+  clip = real_clip.facts()
+  folder = clip.path.parent
+  assert "Apache License" in (folder / "LICENSE").read_text()
+  readme = (folder / "README.md").read_text()
+  assert "Apache-2.0" in readme and clip.path.name in readme
+  assert f"{clip.num_frames} frames, {clip.width}x{clip.height}, {clip.fps:g} fps" in readme
+  assert clip.path.stat().st_size < 2**20  # small enough to live in git
+
+
 def test_real_video_metadata():
-  source = open_frames(REAL_VIDEO)
-  assert (source.fps, source.num_frames) == (15.0, 94)
-  assert (source.height, source.width) == (768, 1280)
+  clip = real_clip.facts()
+  source = open_frames(clip.path)
+  assert (source.fps, source.num_frames) == (clip.fps, clip.num_frames)
+  assert (source.height, source.width) == (clip.height, clip.width)
   first = next(iter(source))
-  assert first.dtype == np.uint8 and first.shape == (768, 1280, 3)
+  assert first.dtype == np.uint8 and first.shape == (clip.height, clip.width, 3)
+  np.testing.assert_array_equal(first, real_clip.frames(1)[0])
 
 
-@pytest.mark.parametrize("height,width", [(96, 160), (95, 157)])  # odd sizes too
-def test_video_round_trip_keeps_count_size_fps(tmp_path, real_frames, height, width):
+@pytest.mark.parametrize("trim_h,trim_w", [(0, 0), (1, 3)])  # odd sizes too
+def test_video_round_trip_keeps_count_size_fps(tmp_path, real_frames, trim_h, trim_w):
+  height, width = real_frames.shape[1] - trim_h, real_frames.shape[2] - trim_w
   frames = np.ascontiguousarray(real_frames[:, :height, :width])
   out = tmp_path / "clip.mp4"
   with FrameSink(out, fps=15) as sink:
@@ -56,7 +62,8 @@ def test_video_round_trip_keeps_count_size_fps(tmp_path, real_frames, height, wi
   os.umask(umask)
   assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
   back = open_frames(out)
-  assert (back.num_frames, back.height, back.width, back.fps) == (10, height, width, 15.0)
+  assert (back.num_frames, back.height, back.width, back.fps) == (len(frames), height, width,
+                                                                  15.0)
   decoded = np.stack(list(back))
   assert decoded.shape == frames.shape
   assert _psnr(decoded, frames) > 36  # CRF 15: near-lossless (measured about 40 dB)
@@ -69,7 +76,8 @@ def test_folder_round_trip_is_lossless(tmp_path, real_frames):
       sink.write(frame)
   assert sorted(p.name for p in out.iterdir())[:2] == ["000000.png", "000001.png"]
   source = open_frames(out)
-  assert (source.num_frames, source.height, source.width, source.fps) == (10, 96, 160, None)
+  assert (source.num_frames, source.height, source.width, source.fps) == (
+      len(real_frames), *real_frames.shape[1:3], None)
   np.testing.assert_array_equal(np.stack(list(source)), real_frames)
 
 
@@ -121,7 +129,7 @@ def test_existing_output_kept_until_new_one_is_complete(tmp_path, real_frames):
 
 
 def test_sink_rejects_frames_of_another_size(tmp_path, real_frames):
-  with pytest.raises(ValueError, match="frame 1 is 80x96"):
+  with pytest.raises(ValueError, match=f"frame 1 is 80x{real_frames.shape[1]}"):
     with FrameSink(tmp_path / "clip.mp4", fps=15) as sink:
       sink.write(real_frames[0])
       sink.write(np.ascontiguousarray(real_frames[1][:, :80]))
@@ -160,11 +168,13 @@ def test_truncated_videos(tmp_path, real_frames):
   cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
   with pytest.raises(DataError, match=f"{cut}: cannot be read as a video"):
     open_frames(cut)
-  # The real video has its index first: cut, the index promises missing data.
+  # The real clip has its index first: cut, the index promises missing data.
+  clip = real_clip.facts()
+  data = clip.path.read_bytes()
+  assert 0 <= data.find(b"moov") < data.find(b"mdat")
   cut_real = tmp_path / "cut_real.mp4"
-  with open(REAL_VIDEO, "rb") as f:
-    cut_real.write_bytes(f.read(REAL_VIDEO.stat().st_size // 3))
-  assert probe_frames(REAL_VIDEO) == (94, [])
+  cut_real.write_bytes(data[: len(data) // 3])
+  assert probe_frames(clip.path) == (clip.num_frames, [])
   with pytest.raises(DataError, match=f"{cut_real}: video file is truncated"):
     open_frames(cut_real)
 
@@ -180,7 +190,7 @@ def test_empty_folder_and_mixed_sizes(tmp_path, real_frames):
   iio.imwrite(mixed / "000.png", real_frames[0])
   iio.imwrite(mixed / "001.png", real_frames[1][:, :80])
   source = open_frames(mixed)
-  with pytest.raises(DataError, match="001.png: frame is 80x96"):
+  with pytest.raises(DataError, match=f"001.png: frame is 80x{real_frames.shape[1]}"):
     list(source)
 
 
