@@ -1,4 +1,4 @@
-"""Losses of the paper (docs/architecture.md "The stochastic gate"), as pure functions."""
+"""Losses of the paper (docs/architecture.md "The gate and L_reg"), as pure functions."""
 
 from __future__ import annotations
 

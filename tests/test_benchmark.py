@@ -14,7 +14,7 @@ import data_trees
 
 TINY_WIDTHS = dict(n1=4, n2=6, n3=8, nh=4, num_resblocks=1)
 
-# docs/architecture.md "Size and cost at the defaults": forward GFLOP per 960x540 frame.
+# docs/architecture.md "Size and cost": forward GFLOP per 960x540 frame.
 SPEC_TABLE = {"C1H1": 65.2, "C1H2": 111.7, "C1H3": 158.1, "C1H4": 204.5,
               "C2H1": 122.3, "C2H2": 168.7, "C2H3": 215.1, "C2H4": 261.6}
 
