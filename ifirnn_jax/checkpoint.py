@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging as py_logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,7 @@ class RunCheckpoints:
           raise
         reason = str(e)
       except Exception as e:  # tensorstore raises bare Exceptions for damaged files
+        _mute_failed_restore_echoes()
         reason = f"{directory}/{step}: damaged checkpoint ({_reason(e)})"
       aside = self.workdir / "damaged_checkpoints" / str(step)
       try:
@@ -194,12 +197,37 @@ def load_checkpoint(workdir: str | os.PathLike, step: int | None = None, *,
       params = manager.restore(step, args=ocp.args.Composite(
           params=ocp.args.StandardRestore(abstract)))["params"]
     except Exception as e:  # tensorstore raises bare Exceptions for damaged files
+      _mute_failed_restore_echoes()
       raise CheckpointError(f"{directory}/{step}: cannot restore the parameters of "
                             f"{model.name}: the checkpoint is damaged or of another model "
                             f"({_reason(e)})") from None
   finally:
     manager.close()
   return model, params
+
+
+def _mute_failed_restore_echoes() -> None:
+  """Keeps the console to one line after a restore failed on a damaged file.
+
+  Orbax reads the arrays in concurrent coroutines: when one fails, the others' errors
+  ("Encountered error while reading array index", "Event loop is closed") reach Python
+  later as unraisable exceptions or asyncio's "never retrieved" log records, each
+  printed with a traceback. This drops those (the error that ended the restore is
+  already reported) and passes on anything else.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "mutes_failed_restores", False):
+    return
+  py_logging.getLogger("asyncio").addFilter(  # "Task exception was never retrieved"
+      lambda record: "exception was never retrieved" not in record.getMessage())
+
+  def hook(unraisable):
+    text = str(unraisable.exc_value)
+    if not (text.startswith("Encountered error while reading array index")
+            or text == "Event loop is closed"):
+      previous(unraisable)
+  hook.mutes_failed_restores = True
+  sys.unraisablehook = hook
 
 
 def _reason(error: BaseException, limit: int = 200) -> str:

@@ -239,9 +239,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
   if is_main:
     workdir_path.mkdir(parents=True, exist_ok=True)
-    ckpt.write_json_atomic(workdir_path / "config.json", config.to_dict())
-    writer.write_hparams({k: v for k, v in config.to_dict().items()
-                          if isinstance(v, (int, float, str, bool))})
 
   # ---------------------------------------------------------------- mesh
   mesh = Mesh(np.array(cpu_devices.training_devices(cpu_device_count)), ("data",))
@@ -281,6 +278,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               else initial_params(config, model, jax.random.fold_in(seed_key, 2**31 - 1)))
     state = jax.jit(init_state, out_shardings=replicated)(params)
   start_step = int(jax.device_get(state.step))
+  if is_main:  # after the resume, so a refused workdir keeps its config.json
+    ckpt.write_json_atomic(workdir_path / "config.json", config.to_dict())
+    writer.write_hparams({k: v for k, v in config.to_dict().items()
+                          if isinstance(v, (int, float, str, bool))})
 
   step_fn = jax.jit(
       functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn,
