@@ -46,3 +46,33 @@ def describe(interrupt: KeyboardInterrupt) -> tuple[str, int]:
   if isinstance(interrupt, Terminated):
     return "terminated (SIGTERM)", EXIT_TERMINATED
   return "interrupted", EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+  """Holds Ctrl-C and SIGTERM back until the block is done, then raises them.
+
+  For work that must not stop halfway (starting a checkpoint save). Main thread only;
+  elsewhere a no-op.
+  """
+  received: list[int] = []
+
+  def hold(signum, frame):
+    del frame
+    received.append(signum)
+
+  try:
+    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+  except ValueError:  # not the main thread
+    yield
+    return
+  try:
+    yield
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+  if received:
+    if received[0] == signal.SIGTERM:
+      signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as `sigterm_as_interrupt` does
+      raise Terminated()
+    raise KeyboardInterrupt()

@@ -35,7 +35,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from data_pipeline import input_pipeline, layouts
+from data_pipeline import input_pipeline, layouts, termination
 from ifirnn_jax import checkpoint as ckpt
 from ifirnn_jax import cpu_devices, default_config, evaluate, layers, losses
 from ifirnn_jax.models import IFIRNN, Params
@@ -344,13 +344,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                       "val_blurry_psnr": summary.blurry_psnr})
           if summary.example is not None:
             writer.write_images(step, {k: v[None] for k, v in summary.example.items()})
-          checkpoints.save_best(step, state.params, model, summary.psnr)
+          with termination.deferred_interrupts():  # a save is never cut halfway
+            checkpoints.save_best(step, state.params, model, summary.psnr)
 
       if step % config.checkpoint_every_steps == 0 or step == num_steps:
-        checkpoints.save(step, state.params, {"step": state.step, "opt_state": state.opt_state},
-                         model)
+        with termination.deferred_interrupts():
+          checkpoints.save(step, state.params,
+                           {"step": state.step, "opt_state": state.opt_state}, model)
   except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: let a save in progress finish
-    checkpoints.wait()
+    with termination.deferred_interrupts():
+      checkpoints.wait()
     latest = checkpoints.latest_step()
     checkpoints.close()
     raise Interrupted(
@@ -394,7 +397,6 @@ def main(argv: list[str]) -> None:
   cli.quiet_library_logs()
   cli.initialize_distributed(_FLAGS.coordinator_address, _FLAGS.num_processes,
                              _FLAGS.process_id)
-  from data_pipeline import termination
   try:
     with termination.sigterm_as_interrupt():
       train_and_evaluate(config, workdir)

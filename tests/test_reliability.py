@@ -299,3 +299,40 @@ def test_evaluate_default_out_is_apart_from_trainings_eval():
   args = argparse.Namespace(workdir=None, weights="w/C2H3.safetensors", data="dvd",
                             split="valid")
   assert evaluate.default_out(args) == Path("evaluations/C2H3_dvd_valid")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_training_is_a_short_message(tmp_path, signum):
+  import subprocess
+  import sys
+  import time
+  root = tmp_path / "gopro"
+  for split, count in (("train", 2), ("test", 1)):
+    for s in range(count):
+      for folder in ("blur", "blur_gamma", "sharp"):
+        (root / split / f"seq{s}" / folder).mkdir(parents=True)
+        for t, frame in enumerate(_frames(6, height=24, width=32, seed=s)):
+          image_io.write_image(root / split / f"seq{s}" / folder / f"{t:06d}.png", frame)
+  workdir = tmp_path / "w"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", IFIRNN_JAX_HUGE_PAGES="0",
+             PYTHONPATH=str(Path(__file__).resolve().parents[1]), PYTHONUNBUFFERED="1")
+  process = subprocess.Popen(
+      [sys.executable, "-m", "ifirnn_jax.train", "--config", "configs/demo.py:tiny",
+       f"--config.data.root={root}", "--config.data.make_default_if_missing=False",
+       "--config.num_train_steps=100000", "--config.checkpoint_every_steps=1",
+       "--config.eval_every_steps=100000", "--workdir", str(workdir)],
+      cwd=Path(__file__).resolve().parents[1], env=env, stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 300
+  while not (workdir / "checkpoints" / "2").is_dir() and time.monotonic() < deadline:
+    time.sleep(0.2)  # the first checkpoints are written: training runs
+  process.send_signal(signum)
+  _, err = process.communicate(timeout=120)
+  assert process.returncode == 128 + signum, err[-3000:]
+  assert "Traceback" not in err, err[-3000:]
+  last = err.strip().splitlines()[-1]
+  assert last.startswith("interrupted: " if signum == signal.SIGINT else "terminated (SIGTERM): ")
+  assert "run the same command to resume" in last
+  step = int(last.split("checkpoint is step ")[1].split()[0])
+  assert (workdir / "checkpoints" / str(step)).is_dir()  # the step it names is complete
+  assert not list((workdir / "checkpoints").glob("*tmp*"))  # no half-written save left
