@@ -161,6 +161,10 @@ CASES = {
         ["ifirnn_jax.train", "--config", "configs/demo.py:tiny", "--workdir", "{t}/afile"],
         "afile"),
     "train_resume_another_model": ("TRAIN", "another model"),
+    "train_unwritable_demo_data_root": (
+        ["ifirnn_jax.train", "--config", "configs/demo.py:tiny",
+         f"--config.data.root={UNWRITABLE.parent / 'data'}", "--workdir", "{t}/w"],
+        str(UNWRITABLE.parent)),
     "default_data_unwritable": (
         ["data_pipeline.default_data", "--out", str(UNWRITABLE)], str(UNWRITABLE.parent)),
     "pipeline_benchmark_missing_root": (
