@@ -28,7 +28,8 @@ it is measured at the dataset's frame size on the current JAX device. The adapti
 setting masks the iterations the gate skips rather than branching, so its time per
 frame is that of its maximum N.
 
-Exit status: 0 done, 2 bad input (one line `error: ...` on stderr).
+Exit status: 0 done, 2 bad input (one line `error: ...` on stderr), 130 Ctrl-C, 143
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -531,12 +532,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
   except SystemExit as e:  # --help, or a usage error (already printed, status 2)
     return int(e.code or 0)
+  from data_pipeline import termination
   try:
-    run(args)
+    with termination.sigterm_as_interrupt():
+      run(args)
   except (EvalError, DataError, WeightsError, CheckpointError, ValueError, OSError) as e:
     message = " ".join(str(e).split()) or type(e).__name__
     print(f"error: {message}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM
+    what, status = termination.describe(e)
+    print(f"{what}; no results written", file=sys.stderr)
+    return status
   return 0
 
 

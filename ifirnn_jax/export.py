@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from data_pipeline import outputs
+from data_pipeline import outputs, termination
 from data_pipeline.errors import DataError
 from ifirnn_jax import checkpoint, weights
 
@@ -33,8 +33,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     outputs.check_not_input(out, [args.workdir], flag="--out")
     if out.exists():  # --overwrite replaces only a weight file
       outputs.check_replaceable_file(out, "weight", (".safetensors",))
-    model, params = checkpoint.load_checkpoint(args.workdir, args.step, best=args.best)
-    weights.save_weights(params, out, model=model)
+    with termination.sigterm_as_interrupt():  # the partial file is removed either way
+      model, params = checkpoint.load_checkpoint(args.workdir, args.step, best=args.best)
+      weights.save_weights(params, out, model=model)
+  except KeyboardInterrupt as e:
+    what, status = termination.describe(e)
+    print(f"{what}; nothing written", file=sys.stderr)
+    return status
   except (checkpoint.CheckpointError, DataError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
