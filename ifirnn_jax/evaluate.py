@@ -51,7 +51,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from data_pipeline import eval_pipeline, image_io, layouts
+from data_pipeline import eval_pipeline, image_io, layouts, outputs
 from ifirnn_jax import cli, metrics
 from ifirnn_jax.models import IFIRNN, Params, pad_to_multiple_of_4
 
@@ -504,6 +504,7 @@ def run(args: argparse.Namespace) -> None:
   out = Path(args.out) if args.out else default_out(args)
   _check_writable(out, "output folder")
   if args.save_frames:
+    outputs.check_not_input(args.save_frames, [args.data], flag="--save-frames folder")
     _check_writable(Path(args.save_frames), "--save-frames folder")
   print(f"{model.name}: {len(sequences)} sequences, settings "
         f"{', '.join(s.label for s in settings)}", file=sys.stderr)

@@ -148,6 +148,9 @@ CASES = {
     "evaluate_all_sequences_too_short": (
         ["ifirnn_jax.evaluate", "--weights", "{t}/tiny.safetensors", "--data", "{t}/gopro",
          "--out", "{t}/eval_out"], "no frame was scored"),
+    "evaluate_save_frames_over_data": (
+        ["ifirnn_jax.evaluate", "--weights", "{t}/tiny.safetensors", "--data", "{t}/gopro",
+         "--save-frames", "{t}/gopro", "--out", "{t}/eval_out"], "--save-frames"),
     "evaluate_damaged": (
         ["ifirnn_jax.evaluate", "--workdir", "{t}/damaged", "--data", "{t}/gopro"],
         "damaged/checkpoints/2"),
