@@ -46,7 +46,7 @@ class TrainingError(Exception):
 
 
 class Interrupted(Exception):
-  """Ctrl-C or SIGTERM during training, after the checkpoint being saved was finished."""
+  """Ctrl-C or SIGTERM during training, once the checkpoint being saved is complete."""
 
   def __init__(self, interrupt: KeyboardInterrupt, message: str):
     super().__init__(message)
