@@ -543,6 +543,10 @@ def main(argv: list[str] | None = None) -> int:
   except DataError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except OSError as e:  # a read-only or full disk
+    print(f"error: {e.filename or args.out}: cannot be written ({e.strerror or e})",
+          file=sys.stderr)
+    return 2
   return 0
 
 

@@ -51,6 +51,24 @@ def _refusal_for_mode(mode: str) -> str | None:
   return f"image has unsupported mode {mode!r}; convert it to 8-bit RGB"
 
 
+def _stored_refusal(image: PIL.Image.Image) -> str | None:
+  """Why an opened image is refused (mode, or samples of more than 8 bits), or None.
+
+  Pillow opens 16-bit RGB(A) PNGs and TIFFs as 8-bit mode RGB(A), keeping only each
+  sample's high byte; their raw mode (e.g. 'RGB;16B') still says 16 bits.
+  """
+  refusal = _refusal_for_mode(image.mode)
+  if refusal:
+    return refusal
+  for tile in getattr(image, "tile", None) or ():
+    args = tile.args if hasattr(tile, "args") else tile[3]
+    rawmode = args if isinstance(args, str) else (
+        args[0] if isinstance(args, tuple) and args and isinstance(args[0], str) else "")
+    if ";16" in rawmode:
+      return f"image is 16-bit (raw mode {rawmode}); convert it to 8-bit RGB"
+  return None
+
+
 def _opaque_colour(image: np.ndarray, path: Path) -> np.ndarray:
   """Drops a fully opaque alpha channel (last of 2 or 4); refuses transparency."""
   alpha = image[..., -1]
@@ -77,6 +95,10 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
   if not path.is_file():
     raise DataError(f"{path}: image file not found")
   try:
+    with PIL.Image.open(path) as header:
+      refusal = _stored_refusal(header)
+    if refusal:
+      raise DataError(f"{path}: {refusal}")
     with iio.imopen(path, "r", plugin="pillow") as file:
       mode = file.metadata(index=0).get("mode", "")
       refusal = _refusal_for_mode(mode)
@@ -128,11 +150,11 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
   try:
     with PIL.Image.open(path) as image:
       mode, (width, height) = image.mode, image.size
+      refusal = _stored_refusal(image)
   except Exception as e:  # Pillow raises many types for corrupt files.
     raise DataError(
         f"{path}: cannot decode image (corrupt, truncated or not an image): "
         f"{e}") from e
-  refusal = _refusal_for_mode(mode)
   if refusal:
     raise DataError(f"{path}: {refusal}")
   if mode in _ALPHA_MODES:

@@ -28,8 +28,10 @@ downsampling them to 960x540.
 Everything is checked before anything is written (frames present and of one
 size per sequence, enough frames for a window, outputs free). A sequence is
 written to a hidden temporary folder in OUT and renamed to OUT/<seq> when
-complete; an existing non-empty OUT/<seq> is replaced only with --overwrite.
-Bad input prints `error: <message>` and exits with status 2.
+complete; an existing non-empty OUT/<seq> is replaced only with --overwrite, and only
+if it holds nothing but blur/blur_gamma/sharp folders of numbered frames. OUT may not
+hold --frames. Bad input prints `error: <message>` and exits with status 2; Ctrl-C
+exits with 130, SIGTERM with 143, leaving no partial sequence behind.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from typing import TextIO
 import numpy as np
 import skimage.transform
 
-from data_pipeline import image_io, layouts
+from data_pipeline import image_io, layouts, outputs, termination
 from data_pipeline.errors import DataError
 
 GAMMA = 2.2
@@ -203,6 +205,7 @@ def find_source_sequences(frames_dir: str | os.PathLike[str]) -> list[SourceSequ
 def _check_plan(sequences: SequenceOf[SourceSequence], average: int,
                 size: tuple[int, int] | None, out: Path, overwrite: bool) -> None:
   """Refuses, before anything is written, what cannot be done as asked."""
+  outputs.check_not_input(out, [s.frames[0].parent for s in sequences], flag="--out")
   for sequence in sequences:
     if len(sequence.frames) < average:
       raise DataError(f"sequence {sequence.name}: has {len(sequence.frames)} frames, "
@@ -217,6 +220,8 @@ def _check_plan(sequences: SequenceOf[SourceSequence], average: int,
     if not overwrite and target.is_dir() and any(target.iterdir()):
       raise DataError(f"output folder {target} exists and is not empty; use "
                       f"--overwrite to replace it")
+    if target.is_dir():
+      outputs.check_replaceable_sequence(target, OUTPUT_DIRS)
   if out.exists() and not out.is_dir():
     raise DataError(f"output {out} exists and is not a folder")
 
@@ -279,12 +284,20 @@ def synthesize(frames_dir: str | os.PathLike[str], out: str | os.PathLike[str],
   sequences = find_source_sequences(frames_dir)
   out = Path(out)
   _check_plan(sequences, average, downsample, out, overwrite)
-  out.mkdir(parents=True, exist_ok=True)
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    for sequence in sequences:
+      outputs.remove_stale_partials(out / sequence.name, is_folder=True)
+  except OSError as e:
+    raise DataError(f"output folder {out}: cannot be written ({e.strerror or e})") from None
   total = sum(len(s.frames) // average for s in sequences)
   meter = Progress(total, "synthesize", unit="windows") if progress else None
   done, written = 0, {}
   for sequence in sequences:
-    partial = make_partial_folder(out / sequence.name)
+    try:
+      partial = make_partial_folder(out / sequence.name)
+    except OSError as e:
+      raise DataError(f"output folder {out}: cannot be written ({e.strerror or e})") from None
     try:
       for name in OUTPUT_DIRS:
         (partial / name).mkdir()
@@ -296,7 +309,11 @@ def synthesize(frames_dir: str | os.PathLike[str], out: str | os.PathLike[str],
         count, done = count + 1, done + 1
         if meter:
           meter.update(done)
-      replace_folder(partial, out / sequence.name)
+      try:
+        replace_folder(partial, out / sequence.name)
+      except OSError as e:
+        raise DataError(f"output folder {out / sequence.name}: cannot move the result "
+                        f"into place ({e.strerror or e})") from None
     finally:
       shutil.rmtree(partial, ignore_errors=True)
     written[sequence.name] = count
@@ -317,7 +334,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="resize the source frames first, e.g. 960x540")
   parser.add_argument("--out", required=True, help="output folder")
   parser.add_argument("--overwrite", action="store_true",
-                      help="replace existing non-empty OUT/<seq> folders")
+                      help="replace existing OUT/<seq> folders this tool wrote")
   return parser.parse_args(argv)
 
 
@@ -325,12 +342,17 @@ def main(argv: list[str] | None = None) -> int:
   args = parse_args(argv)
   start = time.monotonic()
   try:
-    size = parse_size(args.downsample) if args.downsample is not None else None
-    written = synthesize(args.frames, args.out, args.average, downsample=size,
-                         overwrite=args.overwrite)
+    with termination.sigterm_as_interrupt():
+      size = parse_size(args.downsample) if args.downsample is not None else None
+      written = synthesize(args.frames, args.out, args.average, downsample=size,
+                           overwrite=args.overwrite)
   except DataError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM
+    what, status = termination.describe(e)
+    print(f"{what}; sequences not finished were not written", file=sys.stderr)
+    return status
   print(f"wrote {sum(written.values())} frames of {len(written)} sequences to "
         f"{args.out} in {time.monotonic() - start:.1f}s")
   return 0

@@ -32,7 +32,7 @@ import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 
-from data_pipeline import image_io
+from data_pipeline import image_io, outputs
 from data_pipeline.errors import DataError
 
 # Suffixes that make an output path a video file; anything ffmpeg reads is accepted
@@ -115,7 +115,7 @@ class VideoFileSource(FrameSource):
     fps = meta.get("fps")
     self.fps = float(fps) if fps and np.isfinite(fps) else None
     self.num_frames, errors = probe_frames(self.path)
-    truncated = [line for line in errors if "partial file" in line]
+    truncated = [line for line in errors if any(m in line for m in _TRUNCATION_MESSAGES)]
     if truncated:  # the container promises more data than the file holds
       raise DataError(f"{self.path}: video file is truncated (ffmpeg: {truncated[0]})")
 
@@ -164,6 +164,9 @@ def probe_frames(path: str | os.PathLike) -> tuple[int | None, list[str]]:
 
 
 _FRAME_STAT = re.compile(r"^\s*frame=\s*(\d+)")
+# What ffmpeg says of a file cut short: MP4/MOV ("stream 0, offset ...: partial file"),
+# Matroska/WebM ("File ended prematurely").
+_TRUNCATION_MESSAGES = ("partial file", "File ended prematurely")
 
 
 def _natural_key(name: str) -> list:
@@ -231,6 +234,10 @@ class FrameSink:
   The kind follows the path: a VIDEO_SUFFIXES suffix makes an H.264 video, an
   existing folder or a path without a suffix makes a folder of 000000.png, ...
 
+  An existing `path` is replaced only with `overwrite`, and only if it is what a sink
+  writes (a video file, or a folder holding nothing but 000000.png, ... frames; see
+  `outputs`). Leftover temporaries of killed runs for `path` are deleted first.
+
   Frames go to a hidden temporary file or folder beside `path`; `close()` checks the
   result and renames it to `path`. `abort()` (called on any exception inside a
   `with` block, Ctrl-C included) deletes the temporary, so `path` never holds a
@@ -257,12 +264,18 @@ class FrameSink:
     if self.path.exists() and self.path.is_dir() == self.is_video:
       raise DataError(f"{self.path}: exists as a {'folder' if self.is_video else 'file'}; "
                       f"will not replace it with a {'video' if self.is_video else 'folder'}")
+    if self.path.exists():
+      if self.is_video:
+        outputs.check_replaceable_file(self.path, "video", VIDEO_SUFFIXES)
+      else:
+        outputs.check_replaceable_frames(self.path)
     self.num_written = 0
     self._size: tuple[int, int] | None = None  # (height, width)
     self._writer = None
     parent = self.path.parent
     try:
       parent.mkdir(parents=True, exist_ok=True)
+      outputs.remove_stale_partials(self.path, is_folder=not self.is_video)
       if self.is_video:
         fd, temp = tempfile.mkstemp(prefix=f".{self.path.stem}.partial-",
                                     suffix=self.path.suffix, dir=parent)

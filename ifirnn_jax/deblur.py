@@ -13,7 +13,8 @@ rounded to 8 bits, exactly as `ifirnn_jax.metrics` scores them. Frames larger th
 each tile carrying its own hidden state from frame to frame, blended without seams
 (`ifirnn_jax.tiling`).
 
-Exit status: 0 done, 2 bad input (message `error: ...` on stderr), 130 interrupted.
+Exit status: 0 done, 2 bad input (message `error: ...` on stderr), 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM); either way no partial output is left behind.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from data_pipeline import outputs, termination
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, open_frames
 from ifirnn_jax import cli, metrics, tiling
@@ -172,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="gated (-reg) models: keep the gate, so easy frames stop early")
   parser.add_argument("--compare", action="store_true",
                       help="write input | output side by side (twice the width)")
-  parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace an existing output this tool wrote (a video file, or a "
+                           "folder holding nothing but its frames)")
   parser.add_argument("--tile-size", type=int, default=None,
                       help=f"deblur in tiles of this size (default: {DEFAULT_TILE_SIZE}, "
                            f"and only for frames over 1920x1088 pixels)")
@@ -197,10 +201,10 @@ def _check_args(args: argparse.Namespace) -> None:
   if args.tile_size is not None:  # checks size and overlap together
     tiling.make_grid(args.tile_size, args.tile_size, args.tile_size,
                      DEFAULT_TILE_OVERLAP if args.tile_overlap is None else args.tile_overlap)
+  outputs.check_not_input(args.output, [p for p in (args.input, args.weights, args.workdir)
+                                         if p is not None], flag="--output")
   if args.output.exists() and not args.overwrite:
     raise ValueError(f"{args.output}: already exists (pass --overwrite to replace it)")
-  if args.input.exists() and args.output.exists() and args.input.samefile(args.output):
-    raise ValueError(f"{args.output}: output is the input")
 
 
 def load_network(args: argparse.Namespace) -> tuple[IFIRNN, Any]:
@@ -263,7 +267,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-  """The command line; returns the exit status (0, 2 bad input, 130 interrupted)."""
+  """The command line; returns the exit status (0, 2 bad input, 130 Ctrl-C, 143 SIGTERM)."""
   parser = build_parser()
   try:
     args = parser.parse_args(argv)
@@ -275,13 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called",
                             category=RuntimeWarning)
     try:
-      run(args)
+      with termination.sigterm_as_interrupt():
+        run(args)
     except (DataError, WeightsError, ValueError, OSError) as e:
       print(f"error: {e}", file=sys.stderr)
       return 2
-    except KeyboardInterrupt:
-      print("interrupted; no output written", file=sys.stderr)
-      return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM
+      what, status = termination.describe(e)
+      print(f"{what}; no output written", file=sys.stderr)
+      return status
   return 0
 
 

@@ -28,7 +28,8 @@ it is measured at the dataset's frame size on the current JAX device. The adapti
 setting runs the iterations as a `lax.while_loop` that stops once the gate says stop,
 so its time per frame falls with the mean number of iterations.
 
-Exit status: 0 done, 2 bad input (one line `error: ...` on stderr).
+Exit status: 0 done, 2 bad input (one line `error: ...` on stderr), 130 Ctrl-C, 143
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from data_pipeline import eval_pipeline, image_io, layouts
+from data_pipeline import eval_pipeline, image_io, layouts, outputs
 from ifirnn_jax import cli, metrics
 from ifirnn_jax.models import IFIRNN, Params, pad_to_multiple_of_4
 
@@ -248,6 +249,9 @@ def evaluate_settings(model: IFIRNN, params: Params, sequences: Sequence[Any],
           tally.example = {key: np.asarray(metrics.quantize(v), np.uint8)
                            for key, v in (("blurry", blur), ("output", output),
                                           ("sharp", sharp))}
+    if not scored:
+      print(f"warning: sequence {sequence.name} not scored: its {length} frames are no more "
+            f"than skip_first + skip_last ({skip_first} + {skip_last})", file=sys.stderr)
     for tally, first in zip(tallies, seq_start):
       f = tally.frame_rows[first:]
       if f:
@@ -410,7 +414,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--skip-first", type=int, default=4)
   parser.add_argument("--skip-last", type=int, default=1)
   parser.add_argument("--out", default=None, help="results folder (default: "
-                      "<workdir>/eval or ./eval_<model>)")
+                      "<workdir>/evaluations/<data folder name>_<split>, or with --weights "
+                      "./evaluations/<weight file name>_<data folder name>_<split>)")
   parser.add_argument("--save-frames", default=None, help="write output frames here "
                       "(with --sweep: one subfolder per setting)")
   return parser.parse_args(argv)
@@ -476,6 +481,18 @@ def _settings(args: argparse.Namespace, model: IFIRNN) -> tuple[list[Setting], i
   return settings, settings.index(primary)
 
 
+def default_out(args: argparse.Namespace) -> Path:
+  """<workdir>/evaluations/<data>_<split>, or evaluations/<weights>_<data>_<split> in the
+  current folder (<data>: the data folder's name, <weights>: the weight file's stem).
+
+  Apart from training's own evaluation (<workdir>/eval), one folder per dataset.
+  """
+  data = Path(os.path.realpath(args.data)).name or "data"
+  if args.workdir:
+    return Path(args.workdir) / "evaluations" / f"{data}_{args.split}"
+  return Path("evaluations") / f"{Path(args.weights).stem}_{data}_{args.split}"
+
+
 def run(args: argparse.Namespace) -> None:
   """Evaluates as `args` say; raises EvalError, DataError, WeightsError, ... on bad input."""
   _check_args(args)
@@ -484,10 +501,10 @@ def run(args: argparse.Namespace) -> None:
   sequences = layouts.find_sequences(
       args.data, args.layout, args.split,
       **({"blur_dir": args.blur_dir} if args.layout == "gopro" else {}))
-  out = Path(args.out) if args.out else (Path(args.workdir) / "eval" if args.workdir
-                                         else Path(f"eval_{model.name}"))
+  out = Path(args.out) if args.out else default_out(args)
   _check_writable(out, "output folder")
   if args.save_frames:
+    outputs.check_not_input(args.save_frames, [args.data], flag="--save-frames folder")
     _check_writable(Path(args.save_frames), "--save-frames folder")
   print(f"{model.name}: {len(sequences)} sequences, settings "
         f"{', '.join(s.label for s in settings)}", file=sys.stderr)
@@ -516,12 +533,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
   except SystemExit as e:  # --help, or a usage error (already printed, status 2)
     return int(e.code or 0)
+  from data_pipeline import termination
   try:
-    run(args)
+    with termination.sigterm_as_interrupt():
+      run(args)
   except (EvalError, DataError, WeightsError, CheckpointError, ValueError, OSError) as e:
     message = " ".join(str(e).split()) or type(e).__name__
     print(f"error: {message}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM
+    what, status = termination.describe(e)
+    print(f"{what}; no results written", file=sys.stderr)
+    return status
   return 0
 
 

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from data_pipeline import outputs, termination
+from data_pipeline.errors import DataError
 from ifirnn_jax import checkpoint, weights
 
 
@@ -20,17 +22,29 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--out", required=True, help="the .safetensors file to write")
   parser.add_argument("--step", type=int, default=None)
   parser.add_argument("--best", action="store_true", help="the best validation PSNR checkpoint")
-  parser.add_argument("--overwrite", action="store_true")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace an existing .safetensors file")
   args = parser.parse_args(argv)
   out = Path(args.out)
   if out.exists() and not args.overwrite:
     print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
     return 2
   try:
-    model, params = checkpoint.load_checkpoint(args.workdir, args.step, best=args.best)
-    weights.save_weights(params, out, model=model)
-  except (checkpoint.CheckpointError, OSError) as e:
+    outputs.check_not_input(out, [args.workdir], flag="--out")
+    if out.exists():  # --overwrite replaces only a weight file
+      outputs.check_replaceable_file(out, "weight", (".safetensors",))
+    with termination.sigterm_as_interrupt():  # the partial file is removed either way
+      model, params = checkpoint.load_checkpoint(args.workdir, args.step, best=args.best)
+      weights.save_weights(params, out, model=model)
+  except KeyboardInterrupt as e:
+    what, status = termination.describe(e)
+    print(f"{what}; nothing written", file=sys.stderr)
+    return status
+  except (checkpoint.CheckpointError, DataError) as e:
     print(f"error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:
+    print(f"error: {out}: cannot write the weight file ({e.strerror or e})", file=sys.stderr)
     return 2
   print(f"wrote {model.name} ({model.architecture()}) to {out}")
   return 0

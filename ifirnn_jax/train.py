@@ -35,7 +35,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from data_pipeline import input_pipeline, layouts
+from data_pipeline import input_pipeline, layouts, termination
 from ifirnn_jax import checkpoint as ckpt
 from ifirnn_jax import cpu_devices, default_config, evaluate, layers, losses
 from ifirnn_jax.models import IFIRNN, Params
@@ -43,6 +43,14 @@ from ifirnn_jax.models import IFIRNN, Params
 
 class TrainingError(Exception):
   """A run that cannot go on (non-finite loss, unusable init_from, ...)."""
+
+
+class Interrupted(Exception):
+  """Ctrl-C or SIGTERM during training, once the checkpoint being saved is complete."""
+
+  def __init__(self, interrupt: KeyboardInterrupt, message: str):
+    super().__init__(message)
+    self.interrupt = interrupt
 
 
 @struct.dataclass
@@ -203,6 +211,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Returns the final evaluation summary (or {} when config.final_eval is off).
   """
   workdir_path = Path(workdir)
+  if workdir_path.exists() and not workdir_path.is_dir():
+    raise TrainingError(f"--workdir {workdir}: exists and is not a folder")
   # First, before anything starts JAX's backend, which fixes its number of CPU devices.
   default_config.check_cpu_devices(config)
   cpu_device_count = cpu_devices.resolve(config.cpu_devices, config.batch_size)
@@ -227,9 +237,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
   if is_main:
     workdir_path.mkdir(parents=True, exist_ok=True)
-    ckpt.write_json_atomic(workdir_path / "config.json", config.to_dict())
-    writer.write_hparams({k: v for k, v in config.to_dict().items()
-                          if isinstance(v, (int, float, str, bool))})
 
   # ---------------------------------------------------------------- mesh
   mesh = Mesh(np.array(cpu_devices.training_devices(cpu_device_count)), ("data",))
@@ -258,10 +265,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   # ---------------------------------------------------------------- checkpoints
   checkpoints = ckpt.RunCheckpoints(workdir_path, keep=config.keep_checkpoints)
-  latest = checkpoints.latest_step()
-  if latest is not None:
-    params, train = checkpoints.restore(latest, abstract.params,
-                                        {"step": abstract.step, "opt_state": abstract.opt_state})
+  restored = checkpoints.restore_latest(
+      model, abstract.params, {"step": abstract.step, "opt_state": abstract.opt_state})
+  if restored is not None:
+    latest, params, train = restored
     state = TrainState(step=train["step"], params=params, opt_state=train["opt_state"])
     logging.info("Resumed from %s at step %d", workdir_path / "checkpoints", latest)
   else:
@@ -269,6 +276,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               else initial_params(config, model, jax.random.fold_in(seed_key, 2**31 - 1)))
     state = jax.jit(init_state, out_shardings=replicated)(params)
   start_step = int(jax.device_get(state.step))
+  if is_main:  # after the resume, so a refused workdir keeps its config.json
+    ckpt.write_json_atomic(workdir_path / "config.json", config.to_dict())
+    writer.write_hparams({k: v for k, v in config.to_dict().items()
+                          if isinstance(v, (int, float, str, bool))})
 
   step_fn = jax.jit(
       functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn,
@@ -292,49 +303,61 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   last_log_time, last_log_step = time.perf_counter(), start_step
   step = start_step
   logging.info("Training %s for %d steps (from step %d)", model.name, num_steps, start_step)
-  for step in range(start_step + 1, num_steps + 1):
-    local = next(train_iter)
-    batch = {k: jax.make_array_from_process_local_data(data_sharding, v)
-             for k, v in local.items()}
-    state, metrics = step_fn(state, batch, seed_key)
-    loss = float(metrics["loss"])
-    if not math.isfinite(loss):
+  try:
+    for step in range(start_step + 1, num_steps + 1):
+      local = next(train_iter)
+      batch = {k: jax.make_array_from_process_local_data(data_sharding, v)
+               for k, v in local.items()}
+      state, metrics = step_fn(state, batch, seed_key)
+      loss = float(metrics["loss"])
+      if not math.isfinite(loss):
+        checkpoints.wait()
+        raise TrainingError(
+            f"non-finite loss ({loss}) at step {step}: stopping. The last good checkpoint "
+            f"(step {checkpoints.latest_step()}) in {workdir_path / 'checkpoints'} is intact; "
+            "lower config.learning_rate or set config.grad_clip_norm and restart.")
+      history.append(metrics)
+      report(step)
+
+      if step % config.log_every_steps == 0 or step == num_steps:
+        now = time.perf_counter()
+        scalars = _mean_metrics(history)
+        steps_per_sec = (step - last_log_step) / (now - last_log_time)
+        scalars.update(steps_per_sec=steps_per_sec,
+                       clips_per_sec=steps_per_sec * config.batch_size)
+        writer.write_scalars(step, scalars)
+        history, last_log_time, last_log_step = [], now, step
+
+      if step % config.eval_every_steps == 0 or step == num_steps:
+        try:
+          summary = evaluate.evaluate_sequences(
+              model, _host_params(state.params), eval_sequences,
+              skip_first=config.eval.skip_first, skip_last=config.eval.skip_last,
+              max_sequences=config.eval.max_sequences, max_frames=config.eval.max_frames,
+              keep_example=True)
+        except evaluate.EvalError as e:  # an unstable moment of training: go on
+          logging.warning("validation at step %d skipped: %s", step, e)
+        else:
+          writer.write_scalars(step, {"val_psnr": summary.psnr, "val_ssim": summary.ssim,
+                                      "val_blurry_psnr": summary.blurry_psnr})
+          if summary.example is not None:
+            writer.write_images(step, {k: v[None] for k, v in summary.example.items()})
+          with termination.deferred_interrupts():  # a save is never cut halfway
+            checkpoints.save_best(step, state.params, model, summary.psnr)
+
+      if step % config.checkpoint_every_steps == 0 or step == num_steps:
+        with termination.deferred_interrupts():
+          checkpoints.save(step, state.params,
+                           {"step": state.step, "opt_state": state.opt_state}, model)
+  except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: let a save in progress finish
+    with termination.deferred_interrupts():
       checkpoints.wait()
-      raise TrainingError(
-          f"non-finite loss ({loss}) at step {step}: stopping. The last good checkpoint "
-          f"(step {checkpoints.latest_step()}) in {workdir_path / 'checkpoints'} is intact; "
-          "lower config.learning_rate or set config.grad_clip_norm and restart.")
-    history.append(metrics)
-    report(step)
-
-    if step % config.log_every_steps == 0 or step == num_steps:
-      now = time.perf_counter()
-      scalars = _mean_metrics(history)
-      steps_per_sec = (step - last_log_step) / (now - last_log_time)
-      scalars.update(steps_per_sec=steps_per_sec,
-                     clips_per_sec=steps_per_sec * config.batch_size)
-      writer.write_scalars(step, scalars)
-      history, last_log_time, last_log_step = [], now, step
-
-    if step % config.eval_every_steps == 0 or step == num_steps:
-      try:
-        summary = evaluate.evaluate_sequences(
-            model, _host_params(state.params), eval_sequences,
-            skip_first=config.eval.skip_first, skip_last=config.eval.skip_last,
-            max_sequences=config.eval.max_sequences, max_frames=config.eval.max_frames,
-            keep_example=True)
-      except evaluate.EvalError as e:  # an unstable moment of training: go on
-        logging.warning("validation at step %d skipped: %s", step, e)
-      else:
-        writer.write_scalars(step, {"val_psnr": summary.psnr, "val_ssim": summary.ssim,
-                                    "val_blurry_psnr": summary.blurry_psnr})
-        if summary.example is not None:
-          writer.write_images(step, {k: v[None] for k, v in summary.example.items()})
-        checkpoints.save_best(step, state.params, model, summary.psnr)
-
-    if step % config.checkpoint_every_steps == 0 or step == num_steps:
-      checkpoints.save(step, state.params, {"step": state.step, "opt_state": state.opt_state},
-                       model)
+    latest = checkpoints.latest_step()
+    checkpoints.close()
+    raise Interrupted(
+        e, f"the last complete checkpoint is step {latest} in {workdir_path / 'checkpoints'}; "
+        "run the same command to resume" if latest is not None
+        else "no checkpoint was saved yet") from None
   checkpoints.wait()
   checkpoints.close()
   writer.flush()
@@ -373,11 +396,51 @@ def main(argv: list[str]) -> None:
   cli.initialize_distributed(_FLAGS.coordinator_address, _FLAGS.num_processes,
                              _FLAGS.process_id)
   try:
-    train_and_evaluate(config, workdir)
+    with termination.sigterm_as_interrupt():
+      train_and_evaluate(config, workdir)
   except (default_config.ConfigError, DataError, TrainingError, ckpt.CheckpointError,
           evaluate.EvalError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except OSError as e:  # e.g. a read-only data root or workdir
+    where = f"{e.filename}: " if e.filename else ""
+    print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+    sys.exit(2)
+  except Interrupted as e:
+    what, status = termination.describe(e.interrupt)
+    print(f"{what}: {e}", file=sys.stderr)
+    sys.exit(status)
+  except KeyboardInterrupt as e:  # before the training loop
+    what, status = termination.describe(e)
+    print(f"{what} before training started", file=sys.stderr)
+    sys.exit(status)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag or config file as one `error:` line (status 2)."""
+  import sys
+  from absl import flags
+  config_arg = next((a.split("=", 1)[1] if "=" in a else argv[i + 1]
+                     for i, a in enumerate(argv[1:], 1)
+                     if a.split("=", 1)[0] == "--config" and ("=" in a or i + 1 < len(argv))),
+                    None)
+  if config_arg is not None and not Path(config_arg.split(":")[0]).is_file():
+    print(f"error: --config {config_arg}: no such config file", file=sys.stderr)
+    sys.exit(2)
+  try:
+    rest = flags.FLAGS(argv)
+    _ = flags.FLAGS.config  # loads the config file; a broken one raises here
+  except flags.Error as e:
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(2)
+  except (AttributeError, KeyError) as e:  # --config.<field> that the config lacks
+    field = str(e).strip("\"'")
+    print(f"error: --config.{field}: the config has no field {field!r}", file=sys.stderr)
+    sys.exit(2)
+  except Exception as e:  # an override of the wrong type, a config file that fails, ...
+    print(f"error: --config {config_arg}: {' '.join(str(e).split())[:300]}", file=sys.stderr)
+    sys.exit(2)
+  return rest
 
 
 if __name__ == "__main__":
@@ -397,4 +460,4 @@ if __name__ == "__main__":
   flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
   flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

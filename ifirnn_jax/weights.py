@@ -156,11 +156,20 @@ def infer_model(state: dict[str, np.ndarray], metadata: dict[str, str] | None = 
   fields: dict[str, Any] = {}
   if metadata and "model" in metadata:
     try:
-      fields.update(json.loads(metadata["model"]))
+      described = json.loads(metadata["model"])
     except json.JSONDecodeError:
-      pass
+      described = {}
+    if not isinstance(described, dict):
+      raise WeightsError(f"{source}: metadata 'model' is not a JSON object "
+                         f"(got {type(described).__name__})")
+    fields.update(described)
   try:
     cells = sorted({int(n.split(".")[1]) for n in state if n.startswith("cells.")})
+  except ValueError:
+    bad = next(n for n in state if n.startswith("cells.") and not n.split(".")[1].isdigit())
+    raise WeightsError(f"{source}: not an IFI-RNN weight file (tensor {bad!r}: "
+                       f"'cells.' is not followed by a cell number)") from None
+  try:
     last = f"cells.{len(cells) - 1}"
     fields.update(
         cells=len(cells),

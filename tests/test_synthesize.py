@@ -153,8 +153,17 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, real_frames, capsys)
   err = _error_run(capsys, ["--frames", frames_dir, "--average", 7, "--out", out])
   assert "not empty" in err and "--overwrite" in err
   assert (out / "clip" / "precious.txt").read_text() == "keep me"
+  # --overwrite replaces only what synthesize wrote: not a folder with other files.
+  err = _error_run(capsys, ["--frames", frames_dir, "--average", 7, "--out", out,
+                            "--overwrite"])
+  assert "precious.txt would be lost" in err
+  assert (out / "clip" / "precious.txt").read_text() == "keep me"
+  (out / "clip" / "precious.txt").unlink()
+  assert synthesize.main(["--frames", str(frames_dir), "--average", "7", "--out", str(out)]) == 0
+  (out / "clip" / "sharp" / "000000.png").write_bytes(b"older result")
   assert synthesize.main(["--frames", str(frames_dir), "--average", "7", "--out", str(out),
                           "--overwrite"]) == 0
+  assert (out / "clip" / "sharp" / "000000.png").read_bytes().startswith(b"\x89PNG")
   assert sorted(p.name for p in (out / "clip").iterdir()) == ["blur", "blur_gamma", "sharp"]
   assert len(list((out / "clip" / "sharp").iterdir())) == 2
   assert [p.name for p in out.iterdir()] == ["clip"]  # no temporary folders left
