@@ -24,7 +24,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from ifirnn_jax.models import IFIRNN, Params
+from ifirnn_jax.models import IFIRNN, RUNTIME_FIELDS, Params
 
 
 class CheckpointError(Exception):
@@ -158,8 +158,7 @@ def _check_same_model(stored: dict[str, Any], model: IFIRNN, where: Path) -> Non
 
 
 def _model_json(model: IFIRNN) -> dict[str, Any]:
-  return dict(model.architecture(), iterations=model.iterations,
-              residual_output=model.residual_output)
+  return model.description()
 
 
 def load_checkpoint(workdir: str | os.PathLike, step: int | None = None, *,
@@ -185,7 +184,8 @@ def load_checkpoint(workdir: str | os.PathLike, step: int | None = None, *,
     if step not in steps:
       raise CheckpointError(f"{directory}: no checkpoint at step {step} (have {sorted(steps)})")
     description = _restore_description(manager, directory, step)
-    fields = dict(description, **overrides)
+    fields = {k: v for k, v in description.items() if k not in RUNTIME_FIELDS}
+    fields.update(overrides)
     try:
       model = IFIRNN(**{k: v for k, v in fields.items() if k in IFIRNN.__dataclass_fields__})
     except (TypeError, ValueError) as e:

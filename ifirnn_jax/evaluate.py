@@ -53,7 +53,7 @@ import numpy as np
 
 from data_pipeline import eval_pipeline, image_io, layouts, outputs
 from ifirnn_jax import cli, metrics
-from ifirnn_jax.models import IFIRNN, Params, pad_to_multiple_of_4
+from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS, Params, pad_to_multiple_of_4
 
 
 class EvalError(ValueError):
@@ -422,13 +422,14 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-  if args.iterations is not None and args.iterations < 1:
-    raise EvalError(f"--iterations must be >= 1, got {args.iterations}")
+  if args.iterations is not None and not 1 <= args.iterations <= MAX_ITERATIONS:
+    raise EvalError(f"--iterations must be in 1..{MAX_ITERATIONS}, got {args.iterations}")
   if args.max_iterations is not None:
     if not args.sweep:
       raise EvalError("--max-iterations needs --sweep")
-    if args.max_iterations < 1:
-      raise EvalError(f"--max-iterations must be >= 1, got {args.max_iterations}")
+    if not 1 <= args.max_iterations <= MAX_ITERATIONS:
+      raise EvalError(f"--max-iterations must be in 1..{MAX_ITERATIONS}, "
+                      f"got {args.max_iterations}")
   if args.skip_first < 0 or args.skip_last < 0:
     raise EvalError(f"--skip-first and --skip-last must be >= 0, got {args.skip_first}, "
                     f"{args.skip_last}")
@@ -472,7 +473,7 @@ def _settings(args: argparse.Namespace, model: IFIRNN) -> tuple[list[Setting], i
   primary = Setting(n, args.adaptive)
   if not args.sweep:
     return [primary], 0
-  k = args.max_iterations or max(2 * model.iterations, 4)
+  k = args.max_iterations or min(max(2 * model.iterations, 4), MAX_ITERATIONS)
   if n > k:
     raise EvalError(f"--iterations {n} is above the sweep's --max-iterations {k}")
   settings = [Setting(i) for i in range(1, k + 1)]

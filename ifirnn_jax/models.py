@@ -19,6 +19,7 @@ import flax.linen as nn
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ifirnn_jax.layers import CONV_IMPLS, Conv, ConvTranspose, ResBlock
 
@@ -26,6 +27,17 @@ Array = jax.Array
 Params = dict[str, Any]
 
 GATE_MODES = (None, "gumbel", "greedy")
+
+# Bounds on the fields that size the network: a weight file's metadata and the command
+# line are untrusted, and these keep one model within a few GB to compile and run.
+MAX_ITERATIONS = 64    # N, intra-frame iterations
+MAX_WIDTH = 1024       # n1, n2, n3, nh, gate_hidden (channels)
+MAX_RESBLOCKS = 64     # num_resblocks
+
+# IFIRNN fields that choose how the network runs, not what it computes (up to float
+# rounding; compute_dtype sets the precision). Every other field changes the outputs
+# and is stored in weight files and checkpoints (`IFIRNN.description`).
+RUNTIME_FIELDS = ("scan_unroll", "remat", "compute_dtype", "conv_impl")
 
 
 class Cell(nn.Module):
@@ -178,9 +190,11 @@ class IFIRNN:
       raise ValueError(f"cells must be 1 or 2 (C1 or C2), got {self.cells!r}")
     _check_count("iterations", self.iterations)
     for name in ("n1", "n2", "n3", "nh", "gate_hidden"):
-      _check_count(name, getattr(self, name))
-    if not isinstance(self.num_resblocks, int) or self.num_resblocks < 0:
-      raise ValueError(f"num_resblocks must be an integer >= 0, got {self.num_resblocks!r}")
+      _check_count(name, getattr(self, name), MAX_WIDTH)
+    _check_count("num_resblocks", self.num_resblocks, MAX_RESBLOCKS, minimum=0)
+    for name in ("gated", "residual_output", "remat"):
+      if not isinstance(getattr(self, name), bool):
+        raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
     if self.compute_dtype not in ("float32", "bfloat16"):
       raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}")
     if self.conv_impl not in CONV_IMPLS:
@@ -197,6 +211,15 @@ class IFIRNN:
     return dict(cells=self.cells, n1=self.n1, n2=self.n2, n3=self.n3, nh=self.nh,
                 num_resblocks=self.num_resblocks, gated=self.gated,
                 gate_hidden=self.gate_hidden)
+
+  def description(self) -> dict[str, Any]:
+    """Every field that changes the outputs (all but RUNTIME_FIELDS), as JSON values.
+
+    Stored in weight files and checkpoints, so a reloaded model computes what this one
+    does; a field missing from an older file takes the dataclass default.
+    """
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+            if f.name not in RUNTIME_FIELDS}
 
   def cell_modules(self) -> list[Cell]:
     return [Cell(self.n1, self.n2, self.n3, self.nh, self.num_resblocks,
@@ -249,7 +272,8 @@ class IFIRNN:
   # ----------------------------------------------------------------- forward
   def apply_sequence(self, params: Params, blur: Array, *, hidden: Array | None = None,
                      iterations: int | None = None, gate_mode: str | None = None,
-                     gate_key: Array | None = None) -> tuple[Array, Array, GateTrace | None]:
+                     gate_key: Array | None = None, unroll_iterations: bool = False,
+                     ) -> tuple[Array, Array, GateTrace | None]:
     """Runs the recurrence over a clip whose H and W are multiples of 4.
 
     Args:
@@ -261,6 +285,11 @@ class IFIRNN:
         models: straight-through Gumbel gate, needs `gate_key`), or 'greedy'
         (adaptive inference: continue while p(continue) > 0.5).
       gate_key: jax.random key for the Gumbel noise (gate_mode='gumbel').
+      unroll_iterations: without a gate, trace the N iterations as straight-line code
+        (training: XLA:CPU's backward pass is faster unrolled) instead of a rolled
+        `lax.fori_loop`, whose compile time and program size do not grow with N.
+        Same outputs; the Gumbel gate's masked loop is always unrolled, the greedy
+        gate's always a `lax.while_loop`.
 
     Returns:
       (L_t [B, T, H, W, 3] float32, h_T [B, H/4, W/4, nh], GateTrace or None).
@@ -307,7 +336,8 @@ class IFIRNN:
           lambda hid: apply_cell(last, Cell.fuse, f_b[last], hid),
           lambda fu: apply_cell(last, Cell.next_hidden, fu),
           h_prev, num_iterations, params.get("gate"), gate_mode,
-          None if gate_key is None else jax.random.fold_in(gate_key, frame_index))
+          None if gate_key is None else jax.random.fold_in(gate_key, frame_index),
+          unroll_iterations)
       return h_new, (fused, trace)
 
     if self.remat:
@@ -322,7 +352,8 @@ class IFIRNN:
     output = output.reshape(b, t, h, w, 3).astype(jnp.float32)
     return output, final_hidden, (GateTrace(*trace) if gate_mode is not None else None)
 
-  def _iterate(self, fuse, next_hidden, hidden, num_iterations, gate_params, gate_mode, key):
+  def _iterate(self, fuse, next_hidden, hidden, num_iterations, gate_params, gate_mode, key,
+               unroll=False):
     """The N intra-frame iterations of the last cell; masked by the gate when one is used.
 
     m_1 = 1; before iteration i (2..N): m_i = m_{i-1} * g(h^{i-1});
@@ -331,9 +362,15 @@ class IFIRNN:
     fused = fuse(hidden)
     hidden = next_hidden(fused)
     if gate_mode is None:
-      for _ in range(num_iterations - 1):
-        fused = fuse(hidden)
-        hidden = next_hidden(fused)
+      def iteration(_, carry):
+        fused = fuse(carry[1])
+        return fused, next_hidden(fused)
+
+      if unroll:
+        for i in range(1, num_iterations):
+          fused, hidden = iteration(i, (fused, hidden))
+      elif num_iterations > 1:  # static bounds: a scan, reverse-mode differentiable
+        fused, hidden = jax.lax.fori_loop(1, num_iterations, iteration, (fused, hidden))
       return fused, hidden, None
 
     gate = self.gate_module()
@@ -409,12 +446,15 @@ class IFIRNN:
   # ----------------------------------------------------------------- user API
   def deblur(self, params: Params, video: Array, iterations: int | None = None,
              adaptive: bool = False) -> Array:
-    """Deblurs a whole clip. video [T, H, W, 3] or [B, T, H, W, 3] float32 in [0, 1], any H, W.
+    """Deblurs a whole clip. video [T, H, W, 3] or [B, T, H, W, 3], any H, W.
 
-    Returns L_t of the same shape (not clipped). `adaptive` keeps a gated model's gate
-    (deterministic; frames stop iterating early when the gate says so).
+    The video is float in [0, 1], uint8 (divided by 255) or uint16 (divided by 65535);
+    ValueError for other dtypes, NaN or infinite values, or floats outside [0, 1]
+    (not checked on traced values, i.e. when called inside `jax.jit`).
+    Returns L_t of the same shape, float32 (not clipped). `adaptive` keeps a gated
+    model's gate (deterministic; frames stop iterating early when the gate says so).
     """
-    video = jnp.asarray(video, jnp.float32)
+    video = as_unit_float(video, "video")
     if video.ndim not in (4, 5) or video.shape[-1] != 3:
       raise ValueError(f"video must be [T, H, W, 3] or [B, T, H, W, 3], got shape {video.shape}")
     n = self.iterations if iterations is None else iterations
@@ -426,9 +466,10 @@ class IFIRNN:
     """Streaming: one frame [H, W, 3] or [B, H, W, 3] and h_{t-1} -> (L_t, h_t).
 
     Memory is constant in the video's length; outputs equal `deblur` of the whole clip.
-    `state` comes from `initial_state(H, W[, B])` for the first frame.
+    `state` comes from `initial_state(H, W[, B])` for the first frame. `frame` takes
+    the dtypes and values `deblur` takes (ValueError otherwise).
     """
-    frame = jnp.asarray(frame, jnp.float32)
+    frame = as_unit_float(frame, "frame")
     if frame.ndim not in (3, 4) or frame.shape[-1] != 3:
       raise ValueError(f"frame must be [H, W, 3] or [B, H, W, 3], got shape {frame.shape}")
     n = self.iterations if iterations is None else iterations
@@ -441,9 +482,44 @@ class IFIRNN:
     return _step(self, params, frame, state, n, adaptive)
 
 
-def _check_count(name: str, value: Any) -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+# Integer image dtypes the user API takes, and the value that maps to 1.0.
+INTEGER_IMAGE_SCALES = {jnp.dtype(jnp.uint8): 255.0, jnp.dtype(jnp.uint16): 65535.0}
+
+
+def as_unit_float(images: Any, what: str = "video") -> Array:
+  """images -> float32 in [0, 1]: uint8 / 255, uint16 / 65535, floats as they are.
+
+  Raises ValueError naming `what` for other dtypes (bool, signed or wider integers,
+  complex), NaN or infinite values, or float values outside [0, 1]. Traced values
+  (inside `jax.jit`) are converted but cannot be checked.
+  """
+  if not isinstance(images, jax.Array):
+    images = np.asarray(images)
+  dtype = images.dtype
+  if dtype in INTEGER_IMAGE_SCALES:
+    return jnp.asarray(images, jnp.float32) / INTEGER_IMAGE_SCALES[dtype]
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise ValueError(f"{what} has dtype {dtype}: give float values in [0, 1], or uint8 "
+                     f"(0..255) or uint16 (0..65535) images")
+  images = jnp.asarray(images, jnp.float32)
+  if isinstance(images, jax.core.Tracer) or images.size == 0:
+    return images
+  low, high = (float(v) for v in jax.device_get((jnp.min(images), jnp.max(images))))
+  if not (np.isfinite(low) and np.isfinite(high)):
+    bad = int(jnp.sum(~jnp.isfinite(images)))
+    raise ValueError(f"{what} holds {bad} NaN or infinite values; every value must be "
+                     f"a finite number in [0, 1]")
+  if low < 0.0 or high > 1.0:
+    raise ValueError(f"{what} has values in [{low:.6g}, {high:.6g}], outside [0, 1]: "
+                     f"scale float images to [0, 1] (e.g. np.clip(x, 0, 1)), or pass "
+                     f"uint8 / uint16 images")
+  return images
+
+
+def _check_count(name: str, value: Any, maximum: int = MAX_ITERATIONS,
+                 minimum: int = 1) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+    raise ValueError(f"{name} must be an integer in {minimum}..{maximum}, got {value!r}")
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -146,7 +146,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], seed_key: jax.Arr
   def loss_fn(params, batch):
     output, _, trace = model.apply_sequence(
         params, batch["blur"], gate_mode="gumbel" if model.gated else None,
-        gate_key=gate_key if model.gated else None)
+        gate_key=gate_key if model.gated else None, unroll_iterations=True)
     loss, terms = losses.total_loss(output, batch["sharp"], trace, reg_lambda, reg_tau)
     return loss, terms
 

@@ -22,7 +22,7 @@ from flax import traverse_util
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from ifirnn_jax.models import IFIRNN, Params
+from ifirnn_jax.models import IFIRNN, RUNTIME_FIELDS, Params
 
 FORMAT = "ifirnn-jax/1"
 _INDEXED = re.compile(r"^(cells|F_B|F_R|F_h|F_L)_(\d+)$")
@@ -114,12 +114,13 @@ def from_torch_state_dict(state: dict[str, np.ndarray], model: IFIRNN,
 def save_weights(params: Params, path: str | os.PathLike, model: IFIRNN | None = None) -> Path:
   """Writes params as safetensors with the spec's PyTorch names and layouts (atomically).
 
-  With `model`, its architecture and iteration count are stored in the file's metadata.
+  With `model`, every field that changes its outputs (`IFIRNN.description`: the
+  architecture, iterations, residual_output) is stored in the file's metadata as JSON.
   """
   path = Path(path)
   metadata = {"format": FORMAT}
   if model is not None:
-    metadata["model"] = json.dumps(dict(model.architecture(), iterations=model.iterations))
+    metadata["model"] = json.dumps(model.description())
   state = to_torch_state_dict(params)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -152,7 +153,13 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str
 
 def infer_model(state: dict[str, np.ndarray], metadata: dict[str, str] | None = None,
                 source: str = "weights", **overrides: Any) -> IFIRNN:
-  """The IFIRNN whose parameter shapes `state` has (iterations from metadata, else 3)."""
+  """The IFIRNN whose parameter shapes `state` has.
+
+  The fields the tensors do not fix (iterations, residual_output) come from the
+  metadata's "model" JSON; a file without one (an older or foreign file) gets the
+  IFIRNN defaults (iterations 3, residual_output true). Values are checked as the
+  IFIRNN checks them (e.g. iterations in 1..MAX_ITERATIONS), naming the file.
+  """
   fields: dict[str, Any] = {}
   if metadata and "model" in metadata:
     try:
@@ -163,6 +170,7 @@ def infer_model(state: dict[str, np.ndarray], metadata: dict[str, str] | None = 
       raise WeightsError(f"{source}: metadata 'model' is not a JSON object "
                          f"(got {type(described).__name__})")
     fields.update(described)
+  fields = {k: v for k, v in fields.items() if k not in RUNTIME_FIELDS}
   try:
     cells = sorted({int(n.split(".")[1]) for n in state if n.startswith("cells.")})
   except ValueError:
@@ -183,7 +191,6 @@ def infer_model(state: dict[str, np.ndarray], metadata: dict[str, str] | None = 
       fields["gate_hidden"] = state["gate.fc1.weight"].shape[0]
   except (KeyError, IndexError) as e:
     raise WeightsError(f"{source}: not an IFI-RNN weight file (no tensor {e})") from None
-  fields.setdefault("iterations", 3)
   fields.update(overrides)
   try:
     return IFIRNN(**{k: v for k, v in fields.items() if k in IFIRNN.__dataclass_fields__})
