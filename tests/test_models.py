@@ -45,7 +45,8 @@ def test_blur_and_latent_branches_run_once_per_frame_whatever_n(cells):
       return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(count):
-      jax.eval_shape(lambda p, v: model.apply_sequence(p, v), params,
+      # Unrolled, each iteration is traced once (the rolled loop traces its body once).
+      jax.eval_shape(lambda p, v: model.apply_sequence(p, v, unroll_iterations=True), params,
                      jnp.zeros((batch, frames, 16, 16, 3)))
     assert seen["blur_features"] == cells * batch * frames
     assert seen["latent_residual"] == batch * frames
