@@ -39,6 +39,7 @@ import multiprocessing
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -1009,6 +1010,108 @@ def _table(columns, rows) -> str:
   return "\n".join(lines)
 
 
+# ====================================================================== memory
+# --mode memory: peak RSS of `python -m ifirnn_jax.deblur` on synthetic videos of these
+# lengths, each in a fresh process: streaming must keep it independent of the length.
+MEMORY_LENGTHS = (15, 150, 1500)
+MEMORY_DEFAULTS = dict(models="C1H1", widths=(4, 6, 8, 4, 1), height=720, width=1280)
+
+# Runs argv[2:], then writes its peak RSS (KiB) to argv[1]. A small wrapper reads the
+# peak from its RUSAGE_CHILDREN: the child's own ru_maxrss would also count the
+# memory of the process it was spawned from (shared until exec), here a JAX process.
+_PEAK_RSS_WRAPPER = """
+import resource, subprocess, sys
+status = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+  f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(status)
+"""
+
+
+def synthetic_frames(count: int, height: int, width: int) -> Any:
+  """uint8 [H, W, 3] frames of moving gradients, one at a time."""
+  y, x = np.mgrid[0:height, 0:width]
+  for t in range(count):
+    yield np.stack([(3 * x + 5 * t) % 256, (2 * y + 3 * t) % 256, (x + y + 7 * t) % 256],
+                   axis=-1).astype(np.uint8)
+
+
+def deblur_peak_rss(args: list[str], log: Path) -> tuple[int, float, float]:
+  """Runs the deblur CLI in a fresh process: (exit status, peak RSS in MiB, seconds)."""
+  peak = log.with_suffix(".peak")
+  start = time.perf_counter()
+  with open(log, "wb") as output:
+    status = subprocess.call(
+        [sys.executable, "-c", _PEAK_RSS_WRAPPER, str(peak),
+         sys.executable, "-m", "ifirnn_jax.deblur", *args],
+        cwd=Path(__file__).resolve().parents[1], stdout=output, stderr=subprocess.STDOUT)
+  seconds = time.perf_counter() - start
+  rss = int(peak.read_text()) / 1024 if peak.exists() else float("nan")  # KiB on Linux
+  return status, rss, seconds
+
+
+def run_memory(args: argparse.Namespace) -> dict[str, Any]:
+  """Peak RSS of deblurring MEMORY_LENGTHS-frame videos (video in, H.264 video out)."""
+  from data_pipeline.video import FrameSink  # pylint: disable=g-import-not-at-top
+  from ifirnn_jax import weights  # pylint: disable=g-import-not-at-top
+  try:
+    lengths = tuple(int(x) for x in args.lengths.split(","))
+  except ValueError:
+    lengths = ()
+  if not lengths or min(lengths) < 1:
+    raise BenchmarkError(f"--lengths must be integers >= 1, comma-separated, got "
+                         f"{args.lengths!r}")
+  height = MEMORY_DEFAULTS["height"] if args.height is None else args.height
+  width = MEMORY_DEFAULTS["width"] if args.width is None else args.width
+  if height < 4 or width < 4:
+    raise BenchmarkError(f"--height and --width must be >= 4, got {height}x{width}")
+  name = args.models or MEMORY_DEFAULTS["models"]
+  widths = _parse_widths(args.widths or MEMORY_DEFAULTS["widths"])
+  try:
+    fields = default_config.model_fields(name)
+  except default_config.ConfigError as e:
+    raise BenchmarkError(str(e).replace("config.model.name", "--models")) from None
+  model = IFIRNN(**fields, n1=widths[0], n2=widths[1], n3=widths[2], nh=widths[3],
+                 num_resblocks=widths[4])
+  report: dict[str, Any] = {
+      "mode": "memory", "model": model.name, "widths": list(widths), "height": height,
+      "width": width, "cpu_count": os.cpu_count(), "jax": jax.__version__, "results": []}
+  with tempfile.TemporaryDirectory(prefix="ifirnn_memory_") as folder:
+    folder = Path(folder)
+    weight_file = weights.save_weights(model.init(jax.random.key(args.seed)),
+                                       folder / "model.safetensors", model=model)
+    for count in lengths:
+      video = folder / f"in_{count}.mp4"
+      with FrameSink(video, fps=30) as sink:
+        for frame in synthetic_frames(count, height, width):
+          sink.write(frame)
+      log = folder / f"log_{count}.txt"
+      status, rss, seconds = deblur_peak_rss(
+          ["--input", str(video), "--output", str(folder / f"out_{count}.mp4"),
+           "--weights", str(weight_file)], log)
+      if status != 0:
+        raise BenchmarkError(f"deblur of the {count}-frame video failed (exit {status}): "
+                             f"{log.read_text()[-2000:]}")
+      report["results"].append(dict(frames=count, peak_rss_mib=round(rss, 1),
+                                    seconds=round(seconds, 1)))
+      video.unlink()
+      (folder / f"out_{count}.mp4").unlink()
+      write_json_atomic(Path(args.out), report)
+  return report
+
+
+def memory_table(report: dict[str, Any]) -> str:
+  rows = report["results"]
+  first = rows[0]["peak_rss_mib"]
+  lines = [f"deblur peak RSS, {report['model']} widths {report['widths']}, "
+           f"{report['width']}x{report['height']} H.264 in and out, one fresh process each",
+           f"{'frames':>8} {'peak RSS MiB':>13} {'vs first':>9} {'seconds':>8}"]
+  for r in rows:
+    lines.append(f"{r['frames']:>8} {r['peak_rss_mib']:>13.1f} "
+                 f"{100 * (r['peak_rss_mib'] / first - 1):>+8.1f}% {r['seconds']:>8.1f}")
+  return "\n".join(lines)
+
+
 # ====================================================================== command line
 def _parse_widths(text: str | tuple) -> tuple[int, int, int, int, int]:
   if isinstance(text, tuple):
@@ -1040,7 +1143,11 @@ def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="python -m ifirnn_jax.benchmark", description=__doc__.split("\n\n")[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  p.add_argument("--mode", choices=("inference", "train"), default="inference")
+  p.add_argument("--mode", choices=("inference", "train", "memory"), default="inference",
+                 help="memory: peak RSS of the deblur command on synthetic videos of "
+                 "--lengths frames (default 1280x720, C1H1 at widths 4,6,8,4,1)")
+  p.add_argument("--lengths", default=",".join(map(str, MEMORY_LENGTHS)),
+                 help="memory: video lengths in frames, comma-separated")
   p.add_argument("--models", help="comma-separated C1HN/C2HN[-reg] names (inference default: "
                  "the 8 of Table 1; train default: C2H2)")
   p.add_argument("--widths", help="n1,n2,n3,nh,num_resblocks (inference default 20,40,60,20,6; "
@@ -1196,6 +1303,15 @@ def run(settings: Settings) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
+  if args.mode == "memory":
+    try:
+      report = run_memory(args)
+    except BenchmarkError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+    print(memory_table(report))
+    print(f"results: {args.out}")
+    return 0
   if args.mode == "train" and args.isolate:
     # Several processes share the device: keep this one from preallocating GPU memory
     # (effective only before JAX first touches a device).
