@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,12 @@ import numpy as np
 
 from data_pipeline import image_io, outputs
 from data_pipeline.errors import DataError
+
+# JAX warns on every os.fork(); ffmpeg starts through `subprocess`, whose fork is followed
+# at once by exec in the child, which that warning does not concern. Only forks from
+# `subprocess` are silenced: a multiprocessing fork still warns.
+warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called",
+                        category=RuntimeWarning, module="subprocess")
 
 # Suffixes that make an output path a video file; anything ffmpeg reads is accepted
 # as an input.

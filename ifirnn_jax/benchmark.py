@@ -1139,10 +1139,20 @@ def _parse_unroll(text: str) -> tuple[int | bool, ...]:
   return tuple(values)
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+  """Appends "(default: X)" only where the help does not say it and X is not None."""
+
+  def _get_help_string(self, action: argparse.Action) -> str:
+    text = action.help or ""
+    if action.default is None or "default" in text:
+      return text
+    return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="python -m ifirnn_jax.benchmark", description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+      formatter_class=_DefaultsHelpFormatter)
   p.add_argument("--mode", choices=("inference", "train", "memory"), default="inference",
                  help="memory: peak RSS of the deblur command on synthetic videos of "
                  "--lengths frames (default 1280x720, C1H1 at widths 4,6,8,4,1)")

@@ -198,9 +198,17 @@ def _check_args(args: argparse.Namespace) -> None:
     raise ValueError("--step needs --workdir")
   if args.tile_overlap is not None and args.tile_overlap < 0:
     raise ValueError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+  if args.tile_size is not None and args.tile_size < tiling.MIN_TILE_SIZE:
+    raise ValueError(f"--tile-size must be >= {tiling.MIN_TILE_SIZE}, got {args.tile_size}")
   if args.tile_size is not None:  # checks size and overlap together
-    tiling.make_grid(args.tile_size, args.tile_size, args.tile_size,
-                     DEFAULT_TILE_OVERLAP if args.tile_overlap is None else args.tile_overlap)
+    overlap = args.tile_overlap
+    if overlap is None:  # the default overlap, shrunk to fit a small tile
+      overlap = args.tile_overlap = min(DEFAULT_TILE_OVERLAP, args.tile_size // 2)
+    try:
+      tiling.make_grid(args.tile_size, args.tile_size, args.tile_size, overlap)
+    except ValueError as e:
+      raise ValueError(f"--tile-overlap {overlap} does not fit --tile-size "
+                       f"{args.tile_size}: {e}") from None
   outputs.check_not_input(args.output, [p for p in (args.input, args.weights, args.workdir)
                                          if p is not None], flag="--output")
   if args.output.exists() and not args.overwrite:

@@ -20,6 +20,8 @@ import dataclasses
 
 import numpy as np
 
+MIN_TILE_SIZE = 8  # pixels
+
 
 @dataclasses.dataclass(frozen=True)
 class TileGrid:
@@ -62,8 +64,9 @@ def make_grid(height: int, width: int, tile_size: int, overlap: int) -> TileGrid
   Raises:
     ValueError: if tile_size < 8 or overlap is not in [0, tile_size / 2].
   """
-  if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 8:
-    raise ValueError(f"tile size must be an integer >= 8, got {tile_size!r}")
+  if (isinstance(tile_size, bool) or not isinstance(tile_size, int)
+      or tile_size < MIN_TILE_SIZE):
+    raise ValueError(f"tile size must be an integer >= {MIN_TILE_SIZE}, got {tile_size!r}")
   if (isinstance(overlap, bool) or not isinstance(overlap, int)
       or not 0 <= 2 * overlap <= tile_size):
     raise ValueError(f"tile overlap must be an integer in [0, tile size / 2] = "

@@ -302,7 +302,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   history: list[dict[str, jax.Array]] = []
   last_log_time, last_log_step = time.perf_counter(), start_step
   step = start_step
-  logging.info("Training %s for %d steps (from step %d)", model.name, num_steps, start_step)
+  if start_step >= num_steps:
+    logging.info("%s in %s already finished its %d steps: not training, only evaluating",
+                 model.name, workdir_path, num_steps)
+  elif start_step:
+    logging.info("Training %s for steps %d..%d (resumed at step %d)", model.name,
+                 start_step + 1, num_steps, start_step)
+  else:
+    logging.info("Training %s for %d steps", model.name, num_steps)
   try:
     for step in range(start_step + 1, num_steps + 1):
       local = next(train_iter)
@@ -312,10 +319,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       loss = float(metrics["loss"])
       if not math.isfinite(loss):
         checkpoints.wait()
+        last_good = checkpoints.latest_step()
+        kept = (f"The last good checkpoint (step {last_good}) in {workdir_path / 'checkpoints'} "
+                f"is intact" if last_good is not None else
+                f"No checkpoint was saved before it ({workdir_path / 'checkpoints'} is empty)")
         raise TrainingError(
-            f"non-finite loss ({loss}) at step {step}: stopping. The last good checkpoint "
-            f"(step {checkpoints.latest_step()}) in {workdir_path / 'checkpoints'} is intact; "
-            "lower config.learning_rate or set config.grad_clip_norm and restart.")
+            f"non-finite loss ({loss}) at step {step}: stopping. {kept}; lower "
+            "config.learning_rate or set config.grad_clip_norm and restart.")
       history.append(metrics)
       report(step)
 

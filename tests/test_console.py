@@ -1,0 +1,55 @@
+"""What a user reads on the console: no false warnings, no misleading messages."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ifirnn_jax import benchmark, deblur
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_help_shows_no_none_default_and_no_double_default():
+  text = " ".join(benchmark.build_parser().format_help().split())
+  assert "(default: None)" not in text
+  assert "(default: benchmark.json)" in text  # a real default is still shown
+  assert "(default: 15,150,1500)" in text
+  # Help that states its defaults itself gets no second "(default: ...)".
+  models_help = text.split("--models MODELS")[2].split(" --")[0]
+  assert "inference default" in models_help and "(default:" not in models_help
+
+
+def _deblur_args(*extra):
+  return deblur.build_parser().parse_args(
+      ["--input", "in.mp4", "--output", "/nonexistent/out.mp4", "--weights", "w", *extra])
+
+
+def test_a_small_tile_size_alone_is_accepted_with_a_fitting_overlap():
+  args = _deblur_args("--tile-size", "8")
+  deblur._check_args(args)  # the default overlap (32) does not fit: shrunk, not refused
+  assert args.tile_overlap == 4
+
+
+def test_tile_size_errors_name_the_tile_size():
+  with pytest.raises(ValueError, match="--tile-size must be >= 8, got 4"):
+    deblur._check_args(_deblur_args("--tile-size", "4"))
+  with pytest.raises(ValueError, match="--tile-overlap 40 does not fit --tile-size 64"):
+    deblur._check_args(_deblur_args("--tile-size", "64", "--tile-overlap", "40"))
+
+
+def test_starting_ffmpeg_from_a_jax_process_prints_no_fork_warning(tmp_path):
+  script = ("import jax.numpy as jnp; jnp.ones(3).block_until_ready()\n"
+            "import numpy as np\n"
+            "from data_pipeline.video import FrameSink, probe_frames\n"
+            f"with FrameSink({str(tmp_path / 'v.mp4')!r}, fps=5) as sink:\n"
+            "  for _ in range(3): sink.write(np.zeros((16, 16, 3), np.uint8))\n"
+            f"print(probe_frames({str(tmp_path / 'v.mp4')!r})[0])\n")
+  result = subprocess.run([sys.executable, "-W", "default", "-c", script], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
+                               "PATH": "/usr/bin:/bin"})
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == "3"
+  assert "os.fork" not in result.stderr, result.stderr
