@@ -31,6 +31,13 @@ class CheckpointError(Exception):
   """A workdir with no usable checkpoint, or one of another model."""
 
 
+class _DropReadOnlyNotice(py_logging.Filter):
+  """Drops orbax's "Given directory is read only" notice: loading reads, as asked."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Given directory is read only")
+
+
 def _manager(directory: Path, *, max_to_keep: int | None = None, best: bool = False,
              read_only: bool = False) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
@@ -173,7 +180,12 @@ def load_checkpoint(workdir: str | os.PathLike, step: int | None = None, *,
   if not directory.is_dir():
     raise CheckpointError(f"{workdir}: no {'best' if best else 'periodic'} checkpoints "
                           f"(no folder {directory})")
-  manager = _manager(directory, read_only=True)
+  absl_logger, notice_filter = py_logging.getLogger("absl"), _DropReadOnlyNotice()
+  absl_logger.addFilter(notice_filter)  # orbax logs it through absl for every read-only manager
+  try:
+    manager = _manager(directory, read_only=True)
+  finally:
+    absl_logger.removeFilter(notice_filter)
   try:
     steps = manager.all_steps()
     if not steps:

@@ -30,7 +30,7 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from clu import metric_writers, periodic_actions
+from clu import metric_writers
 from flax import struct
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -297,8 +297,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       cache_frames=config.data.cache_frames)
 
   # ---------------------------------------------------------------- loop
-  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
-                                           every_secs=None, every_steps=config.log_every_steps)
   history: list[dict[str, jax.Array]] = []
   last_log_time, last_log_step = time.perf_counter(), start_step
   step = start_step
@@ -327,7 +325,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"non-finite loss ({loss}) at step {step}: stopping. {kept}; lower "
             "config.learning_rate or set config.grad_clip_norm and restart.")
       history.append(metrics)
-      report(step)
 
       if step % config.log_every_steps == 0 or step == num_steps:
         now = time.perf_counter()
@@ -335,7 +332,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         steps_per_sec = (step - last_log_step) / (now - last_log_time)
         scalars.update(steps_per_sec=steps_per_sec,
                        clips_per_sec=steps_per_sec * config.batch_size)
-        writer.write_scalars(step, scalars)
+        writer.write_scalars(step, scalars)  # the one steps/s of this report
+        if step < num_steps:
+          logging.info("step %d/%d (%.0f%%), ETA %s", step, num_steps, 100 * step / num_steps,
+                       _hms((num_steps - step) / steps_per_sec))
         history, last_log_time, last_log_step = [], now, step
 
       if step % config.eval_every_steps == 0 or step == num_steps:
@@ -385,6 +385,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       path = evaluate.write_before_after(summary.example, workdir_path / "before_after.png")
       print(f"before/after image: {path}")
   return summary.as_dict()
+
+
+def _hms(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _host_params(params: Params) -> Params:

@@ -53,3 +53,24 @@ def test_starting_ffmpeg_from_a_jax_process_prints_no_fork_warning(tmp_path):
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == "3"
   assert "os.fork" not in result.stderr, result.stderr
+
+
+def test_loading_a_checkpoint_logs_no_read_only_warning(tmp_path, caplog):
+  import logging
+
+  import jax.numpy as jnp
+
+  import ifirnn_jax as ifr
+  from ifirnn_jax import checkpoint
+  from tests.tiny_models import tiny_params
+  model = ifr.IFIRNN(cells=1, iterations=1, n1=4, n2=4, n3=4, nh=4, num_resblocks=1)
+  run = checkpoint.RunCheckpoints(tmp_path / "run", keep=1)
+  run.save(1, tiny_params(model), {"step": jnp.asarray(1)}, model)
+  run.wait()
+  run.close()
+  with caplog.at_level(logging.WARNING):
+    loaded, _ = ifr.load_checkpoint(tmp_path / "run")
+  assert loaded == model
+  assert not [r for r in caplog.records if "read only" in r.getMessage()], caplog.text
+  # The filter is scoped to the load: the absl logger keeps no filter of ours.
+  assert not logging.getLogger("absl").filters
