@@ -49,7 +49,8 @@ def _xla_gflops(model, height, width):
   params = jax.eval_shape(model.init, jax.random.key(0))  # shapes suffice to compile
   frame = jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32)
   state = jax.ShapeDtypeStruct(model.initial_state(height, width, batch=1).shape, jnp.float32)
-  step = jax.jit(lambda p, f, s: model.apply_sequence(p, f[:, None], hidden=s)[:2])
+  step = jax.jit(lambda p, f, s: model.apply_sequence(
+      p, f[:, None], hidden=s, unroll_iterations=True)[:2])
   return benchmark.xla_flops(step.lower(params, frame, state).compile()) / 1e9
 
 
