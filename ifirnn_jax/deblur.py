@@ -34,7 +34,7 @@ import numpy as np
 from data_pipeline import outputs, termination
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, open_frames
-from ifirnn_jax import cli, metrics, tiling
+from ifirnn_jax import cli, labels, metrics, tiling
 from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS
 from ifirnn_jax.weights import WeightsError, load_model
 
@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--adaptive", action="store_true",
                       help="gated (-reg) models: keep the gate, so easy frames stop early")
   parser.add_argument("--compare", action="store_true",
-                      help="write input | output side by side (twice the width)")
+                      help="write input | output side by side (twice the width), each half "
+                           "labelled in its top-left corner")
   parser.add_argument("--overwrite", action="store_true",
                       help="replace an existing output this tool wrote (a video file, or a "
                            "folder holding nothing but its frames)")
@@ -267,7 +268,9 @@ def run(args: argparse.Namespace) -> None:
               f"videos); nothing was written to {args.output}")
         frame = to_uint8(out)
         if args.compare:
-          frame = np.concatenate([original, frame], axis=1)
+          frame = np.concatenate([labels.label_in_place(original, "input"),
+                                  labels.label_in_place(frame, f"{model.name} N={iterations}")],
+                                 axis=1)
         sink.write(frame)
         progress.update(done)
   finally:

@@ -376,12 +376,19 @@ def write_results(summary: EvalSummary, out_dir: str | os.PathLike, model_name: 
 
 
 def write_before_after(example: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
-  """blurry | output | sharp side by side, as one PNG (atomic)."""
+  """blurry | output | sharp side by side, labelled with their PSNR to sharp, as one PNG.
+
+  Panels are enlarged (nearest neighbour) to at least `labels.MIN_PANEL_HEIGHT` pixels.
+  """
+  from ifirnn_jax import labels  # pylint: disable=g-import-not-at-top
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  gap = np.full((example["blurry"].shape[0], 4, 3), 255, np.uint8)
-  image_io.write_image(path, np.concatenate(
-      [example["blurry"], gap, example["output"], gap, example["sharp"]], axis=1))
+  sharp = np.asarray(example["sharp"], np.float32) / 255
+  score = lambda key: float(metrics.psnr(np.asarray(example[key], np.float32) / 255, sharp))  # noqa: E731
+  image_io.write_image(path, labels.labelled_panels([
+      (f"blurry  PSNR {score('blurry'):.2f} dB", example["blurry"]),
+      (f"output  PSNR {score('output'):.2f} dB", example["output"]),
+      ("sharp", example["sharp"])]))
   return path
 
 

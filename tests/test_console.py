@@ -74,3 +74,27 @@ def test_loading_a_checkpoint_logs_no_read_only_warning(tmp_path, caplog):
   assert not [r for r in caplog.records if "read only" in r.getMessage()], caplog.text
   # The filter is scoped to the load: the absl logger keeps no filter of ours.
   assert not logging.getLogger("absl").filters
+
+
+def test_before_after_is_large_and_labelled(tmp_path):
+  import imageio.v3 as iio
+  import numpy as np
+
+  from ifirnn_jax import evaluate, labels
+  rng = np.random.default_rng(0)
+  sharp = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+  example = dict(sharp=sharp, output=np.clip(sharp.astype(int) + 3, 0, 255).astype(np.uint8),
+                 blurry=np.roll(sharp, 2, axis=1))
+  image = iio.imread(evaluate.write_before_after(example, tmp_path / "before_after.png"))
+  scale = -(-labels.MIN_PANEL_HEIGHT // 40)  # 7: 280 px panels
+  strip = image.shape[0] - 40 * scale
+  assert strip >= 16 and image.shape[1] == 3 * 56 * scale + 2 * 8
+  # Panels enlarged by pixel repetition: the top-left block is one sharp pixel's colour.
+  first = image[strip:strip + scale, :scale]
+  np.testing.assert_array_equal(first, np.broadcast_to(example["blurry"][0, 0], first.shape))
+  for k in range(3):  # a label (dark text) above every panel
+    left = k * (56 * scale + 8)
+    assert image[:strip, left:left + 56 * scale].min() < 100
+  # The labels differ: blurry and output carry their PSNRs, sharp only its name.
+  texts = [image[:strip, k * (56 * scale + 8):][:, :56 * scale] for k in range(3)]
+  assert (texts[0] < 128).sum() > 2 * (texts[2] < 128).sum()
