@@ -59,6 +59,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.default_data = ml_collections.ConfigDict(dict(
       height=128, width=160, frames_per_sequence=24, train_sequences=14, test_sequences=4))
   c.data.cache_frames = False    # decode every training frame once into memory
+  # Training input: 'tfdata' (TensorFlow), 'numpy' (worker threads, no TensorFlow; the
+  # same batches) or 'auto' (tf.data when TensorFlow imports, else numpy).
+  c.data.loader = "auto"
 
   c.clip_length = 12             # T frames per training clip
   c.crop_size = 256
@@ -175,6 +178,9 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1) -> None:
     raise ConfigError(f"config.data.layout must be one of {LAYOUTS}, got {c.data.layout!r}")
   if c.data.layout == "gopro" and c.data.blur_dir not in ("blur", "blur_gamma"):
     raise ConfigError(f"config.data.blur_dir must be 'blur' or 'blur_gamma', got {c.data.blur_dir!r}")
+  if c.data.loader not in ("auto", "tfdata", "numpy"):
+    raise ConfigError(f"config.data.loader must be 'auto', 'tfdata' or 'numpy', "
+                      f"got {c.data.loader!r}")
   if not c.data.root:
     raise ConfigError("config.data.root is empty: give the dataset folder, e.g. "
                      "--config.data.root=/data/GOPRO_Large")

@@ -23,21 +23,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import data_pipeline  # noqa: F401  First: sets TensorFlow's quiet defaults before clu imports it.
+import data_pipeline  # noqa: F401  First: sets TensorFlow's quiet defaults (if it is used).
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from clu import metric_writers
 from flax import struct
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from data_pipeline import input_pipeline, layouts, termination
+from data_pipeline import layouts, loaders, termination
 from ifirnn_jax import checkpoint as ckpt
-from ifirnn_jax import cpu_devices, default_config, evaluate, layers, losses
+from ifirnn_jax import cpu_devices, default_config, evaluate, layers, losses, writers
 from ifirnn_jax.models import IFIRNN, Params
 
 
@@ -234,7 +233,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   eval_sequences = _sequences(config, config.data.eval_split)
 
   # ---------------------------------------------------------------- logging
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  # The numpy loader runs without TensorFlow: its metrics go through tensorboardX.
+  loader = loaders.resolve_loader(config.data.loader)
+  use_tensorflow = loader == "tfdata"
+  logging.info("Training input: %s", loader)
+  writer = writers.create_writer(workdir, just_logging=not is_main,
+                                 use_tensorflow=use_tensorflow)
   if is_main:
     workdir_path.mkdir(parents=True, exist_ok=True)
 
@@ -288,8 +292,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       out_shardings=(replicated, replicated), donate_argnums=0,
       compiler_options=step_options)
 
-  train_iter = input_pipeline.make_train_iterator(
-      train_sequences, batch_size=config.batch_size, clip_length=config.clip_length,
+  train_iter = loaders.make_train_iterator(
+      loader, train_sequences, batch_size=config.batch_size, clip_length=config.clip_length,
       crop_size=config.crop_size, seed=config.seed, start_step=start_step,
       process_index=jax.process_index(), process_count=jax.process_count(),
       noise_std_sigma=config.noise_std_sigma, augment=config.augment,

@@ -1,0 +1,153 @@
+"""The training input without TensorFlow: numpy, worker threads and prefetch.
+
+    batches = make_train_iterator(sequences, batch_size=4, seed=0)
+    batch = next(batches)   # {"blur", "sharp"}: float32 [4, 12, 256, 256, 3]
+
+The same recipe and the same random draws as input_pipeline's tf.data pipeline
+(clip_sampler.ClipSampler reproduces its Philox draws), so the batch at step k is the
+same pure function of (seed, k): the clips, crops, flips, rotations, channel orders and
+sharp frames are equal element for element; the noise on blur agrees to ~1e-9 (the
+last bit of float32 log/sin/cos, clip_sampler.Seed.normal). Frames are decoded by
+`read_image` (Pillow), which gives the pixels of tf.io's decoders (PNG exactly, JPEG
+with its accurate integer DCT). Clips are made by `num_workers` threads (Pillow and
+numpy release the GIL), `prefetch` batches ahead.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import os
+from collections.abc import Iterator, Sequence as SequenceType
+
+import numpy as np
+
+from data_pipeline import image_io
+from data_pipeline.clip_sampler import ClipDraw, ClipSampler
+from data_pipeline.errors import DataError
+from data_pipeline.layouts import Sequence, validate_sequence
+
+Batch = dict[str, np.ndarray]
+
+
+def crop_shape(crop_size: int | tuple[int, int]) -> tuple[int, int]:
+  """(height, width) of a crop given as an int (square) or a pair."""
+  if isinstance(crop_size, (int, np.integer)):
+    crop_size = (crop_size, crop_size)
+  height, width = (int(v) for v in crop_size)
+  if height < 1 or width < 1:
+    raise DataError(f"crop size must be positive, got {crop_size}")
+  return height, width
+
+
+def check_train_inputs(sequences: SequenceType[Sequence], batch_size: int,
+                       clip_length: int, crop: tuple[int, int], start_step: int,
+                       process_index: int, process_count: int,
+                       noise_std_sigma: float) -> list[tuple[int, int]]:
+  """Raises DataError for bad arguments or sequences; returns the frame sizes."""
+  if not sequences:
+    raise DataError("no training sequences given")
+  if batch_size < 1 or process_count < 1 or batch_size % process_count:
+    raise DataError(f"batch size {batch_size} must be a positive multiple of the "
+                    f"process count {process_count}")
+  if not 0 <= process_index < process_count:
+    raise DataError(f"process index {process_index} outside [0, {process_count})")
+  if clip_length < 1 or start_step < 0 or noise_std_sigma < 0:
+    raise DataError(f"need clip_length >= 1, start_step >= 0, noise_std_sigma >= 0; "
+                    f"got {clip_length}, {start_step}, {noise_std_sigma}")
+  sizes = []
+  for sequence in sequences:
+    if sequence.sharp_paths is None:
+      raise DataError(f"sequence {sequence.name}: has no sharp frames; training needs "
+                      "paired data")
+    size = validate_sequence(sequence, clip_length)
+    if size[0] < crop[0] or size[1] < crop[1]:
+      raise DataError(f"sequence {sequence.name}: frames are {size[0]}x{size[1]} (HxW), "
+                      f"smaller than the {crop[0]}x{crop[1]} crop")
+    sizes.append(size)
+  return sizes
+
+
+def augment_clip(both: np.ndarray, flips: tuple[int, int, int]) -> np.ndarray:
+  """Flips [N, h, w, 3] left-right, up-down, then rotates it by 90 degrees
+  counter-clockwise, each only if its flag is 1 (the rotation only when h == w)."""
+  if flips[0]:
+    both = both[:, :, ::-1]
+  if flips[1]:
+    both = both[:, ::-1]
+  if flips[2] and both.shape[1] == both.shape[2]:
+    both = np.rot90(both, 1, axes=(1, 2))
+  return both
+
+
+def make_train_iterator(
+    sequences: SequenceType[Sequence], *, batch_size: int, seed: int,
+    clip_length: int = 12, crop_size: int | tuple[int, int] = 256,
+    start_step: int = 0, process_index: int = 0, process_count: int = 1,
+    noise_std_sigma: float = 2.0, augment: bool = True, augment_colour: bool = False,
+    cache_frames: bool = False, prefetch: int = 2,
+    num_workers: int | None = None) -> Iterator[Batch]:
+  """An endless iterator over this process's slice of the training batches.
+
+  The arguments and batches of input_pipeline.make_train_iterator (see there), plus
+  num_workers: threads making clips (default: the number of CPUs).
+
+  Raises:
+    DataError: for bad arguments, unusable sequences and unreadable frames (while
+      iterating too, naming the file).
+  """
+  crop = crop_shape(crop_size)
+  sizes = check_train_inputs(sequences, batch_size, clip_length, crop, start_step,
+                             process_index, process_count, noise_std_sigma)
+  local_batch = batch_size // process_count
+  first_index = process_index * local_batch
+  sampler = ClipSampler(sizes, [s.num_frames for s in sequences], clip_length, crop,
+                        seed, augment, float(noise_std_sigma), augment_colour)
+  workers = num_workers or os.cpu_count() or 1
+  cache = None
+  if cache_frames:
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+      cache = [tuple(np.stack(list(pool.map(image_io.read_image, paths)))
+                     for paths in (s.blur_paths, s.sharp_paths)) for s in sequences]
+
+  def frames(draw: ClipDraw) -> tuple[np.ndarray, np.ndarray]:
+    window = (slice(draw.start, draw.start + clip_length),
+              slice(draw.y, draw.y + crop[0]), slice(draw.x, draw.x + crop[1]))
+    if cache is not None:
+      blur, sharp = cache[draw.sequence]
+      return blur[window], sharp[window]
+    sequence = sequences[draw.sequence]
+    return tuple(np.stack([image_io.read_image(p)[window[1:]]
+                           for p in paths[window[0]]])
+                 for paths in (sequence.blur_paths, sequence.sharp_paths))
+
+  def make_clip(step: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    draw = sampler(step, index)
+    blur, sharp = frames(draw)
+    both = augment_clip(np.concatenate([blur, sharp]), draw.flips)
+    if augment_colour:
+      both = both[..., list(draw.channels)]
+    both = both.astype(np.float32) / np.float32(255.0)
+    blur, sharp = both[:clip_length], both[clip_length:]
+    if noise_std_sigma > 0:
+      noise = draw.noise_seed.normal(blur.shape)
+      blur = blur + noise * (draw.sigma / np.float32(255.0))  # Not clipped (paper).
+    return blur, sharp
+
+  def batches() -> Iterator[Batch]:
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="clips")
+    pending: collections.deque = collections.deque()
+    next_step = start_step
+    try:
+      while True:
+        while len(pending) < prefetch + 1:
+          pending.append([pool.submit(make_clip, next_step, index) for index in
+                          range(first_index, first_index + local_batch)])
+          next_step += 1
+        clips = [future.result() for future in pending.popleft()]
+        yield {"blur": np.stack([c[0] for c in clips]),
+               "sharp": np.stack([c[1] for c in clips])}
+    finally:
+      pool.shutdown(wait=False, cancel_futures=True)
+
+  return batches()

@@ -1,0 +1,109 @@
+"""The numpy training input (no TensorFlow) against the tf.data pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import data_trees
+from data_pipeline import input_pipeline, loaders, numpy_pipeline
+from data_pipeline.clip_sampler import Seed
+from data_pipeline.errors import DataError
+from data_pipeline.layouts import find_sequences
+
+
+@pytest.fixture(scope="module")
+def png_sequences(tmp_path_factory):
+  """3 generic sequences of 6 encoded 24x32 PNG frames, blur = 255 - sharp."""
+  root = data_trees.generic_tree(tmp_path_factory.mktemp("png"), names=("a", "b", "c"))
+  return find_sequences(root, "generic")
+
+
+@pytest.fixture(scope="module")
+def jpeg_sequences(tmp_path_factory):
+  """4 DVD sequences of JPEG frames (4:2:0 chroma)."""
+  return find_sequences(data_trees.dvd_tree(tmp_path_factory.mktemp("jpg")), "dvd")
+
+
+def _batches(make, sequences, steps, **kwargs):
+  iterator = make(sequences, **kwargs)
+  return [next(iterator) for _ in range(steps)]
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(crop_size=16, augment=True, augment_colour=True),        # square: rotations too
+    dict(crop_size=(12, 20), augment=True, cache_frames=True),    # no rotation
+    dict(crop_size=16, augment=False, noise_std_sigma=0.0, start_step=5),
+    dict(crop_size=8, batch_size=4, process_index=1, process_count=2),
+])
+def test_numpy_batches_equal_tfdata_batches(png_sequences, kwargs):
+  kwargs = dict(dict(batch_size=3, seed=7, clip_length=3), **kwargs)
+  tf_batches = _batches(input_pipeline.make_train_iterator, png_sequences, 6, **kwargs)
+  np_batches = _batches(numpy_pipeline.make_train_iterator, png_sequences, 6, **kwargs)
+  for tf_batch, np_batch in zip(tf_batches, np_batches):
+    assert np_batch["sharp"].dtype == np_batch["blur"].dtype == np.float32
+    assert np_batch["sharp"].shape == tf_batch["sharp"].shape
+    np.testing.assert_array_equal(np_batch["sharp"], tf_batch["sharp"])
+    # Noise: the last bit of float32 log/sin/cos (clip_sampler.Seed.normal), which
+    # moves a few noisy pixels by one float32 step (<= 1.2e-7 below 2).
+    np.testing.assert_allclose(np_batch["blur"], tf_batch["blur"], rtol=0, atol=2.4e-7)
+    assert np.mean(np_batch["blur"] != tf_batch["blur"]) < 0.02
+  if kwargs.get("noise_std_sigma", 2.0) == 0:
+    np.testing.assert_array_equal(np_batch["blur"], tf_batch["blur"])
+
+
+def test_jpeg_batches_equal(jpeg_sequences):
+  kwargs = dict(batch_size=2, seed=1, clip_length=2, crop_size=16, noise_std_sigma=0.0)
+  tf_batch = _batches(input_pipeline.make_train_iterator, jpeg_sequences, 2, **kwargs)
+  np_batch = _batches(numpy_pipeline.make_train_iterator, jpeg_sequences, 2, **kwargs)
+  for a, b in zip(tf_batch, np_batch):
+    np.testing.assert_array_equal(a["blur"], b["blur"])
+    np.testing.assert_array_equal(a["sharp"], b["sharp"])
+
+
+def test_the_batches_vary_and_repeat_for_the_seed(png_sequences):
+  kwargs = dict(batch_size=2, seed=3, clip_length=2, crop_size=16)
+  first = _batches(numpy_pipeline.make_train_iterator, png_sequences, 3, **kwargs)
+  again = _batches(numpy_pipeline.make_train_iterator, png_sequences, 3, **kwargs)
+  np.testing.assert_array_equal(first[2]["blur"], again[2]["blur"])
+  assert not np.array_equal(first[0]["sharp"], first[1]["sharp"])
+
+
+def test_seed_streams_equal_tensorflow():
+  import tensorflow as tf
+  seed = tf.constant([5, -9], tf.int64)
+  ours = Seed.of(5, -9)
+  np.testing.assert_array_equal(
+      tf.random.stateless_uniform([9], seed, dtype=tf.int64, minval=None, maxval=None,
+                                  alg="philox").numpy(), ours.uint64(9).astype(np.int64))
+  np.testing.assert_array_equal(
+      tf.random.stateless_uniform([5], seed, alg="philox").numpy(), ours.uniform_float(5))
+  np.testing.assert_allclose(
+      tf.random.stateless_normal([999], seed, alg="philox").numpy(), ours.normal((999,)),
+      rtol=0, atol=1e-6)
+
+
+def test_unreadable_frame_names_the_file(tmp_path):
+  root = data_trees.generic_tree(tmp_path, names=("a",))
+  sequences = find_sequences(root, "generic")
+  iterator = numpy_pipeline.make_train_iterator(sequences, batch_size=2, seed=0,
+                                                clip_length=6, crop_size=8)
+  sequences[0].sharp_paths[2].unlink()  # After the headers were checked.
+  with pytest.raises(DataError, match=r"sharp/2\.png: image file not found"):
+    next(iterator)
+
+
+def test_bad_arguments_raise_data_error(png_sequences):
+  with pytest.raises(DataError, match="smaller than"):
+    numpy_pipeline.make_train_iterator(png_sequences, batch_size=1, seed=0,
+                                       clip_length=2, crop_size=64)
+  with pytest.raises(DataError, match="multiple of the process count"):
+    numpy_pipeline.make_train_iterator(png_sequences, batch_size=3, seed=0,
+                                       process_count=2)
+
+
+def test_resolve_loader():
+  assert loaders.resolve_loader("numpy") == "numpy"
+  assert loaders.resolve_loader("auto") == "tfdata"  # TensorFlow is in the test extra.
+  with pytest.raises(ValueError, match="loader"):
+    loaders.resolve_loader("torch")
