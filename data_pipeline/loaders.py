@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from data_pipeline.errors import DataError
+
 LOADERS = ("auto", "tfdata", "numpy")
 
 
@@ -24,11 +26,20 @@ def tensorflow_available() -> bool:
 
 
 def resolve_loader(loader: str) -> str:
-  """'tfdata' or 'numpy' for config.data.loader (ValueError for other names)."""
+  """'tfdata' or 'numpy' for config.data.loader.
+
+  Raises:
+    ValueError: for a name not in LOADERS.
+    DataError: for 'tfdata' where TensorFlow cannot be imported.
+  """
   if loader not in LOADERS:
     raise ValueError(f"loader must be one of {LOADERS}, got {loader!r}")
   if loader == "auto":
     return "tfdata" if tensorflow_available() else "numpy"
+  if loader == "tfdata" and not tensorflow_available():
+    raise DataError("config.data.loader='tfdata' needs TensorFlow, which cannot be "
+                    "imported: pip install -e \".[tfdata]\", or use "
+                    "--config.data.loader=numpy (the same batches)")
   return loader
 
 

@@ -107,3 +107,20 @@ def test_resolve_loader():
   assert loaders.resolve_loader("auto") == "tfdata"  # TensorFlow is in the test extra.
   with pytest.raises(ValueError, match="loader"):
     loaders.resolve_loader("torch")
+
+
+def test_bad_loader_value_is_one_error_line(tmp_path):
+  import os
+  import subprocess
+  import sys
+  from pathlib import Path
+  root = Path(__file__).resolve().parents[1]
+  result = subprocess.run(
+      [sys.executable, "-m", "ifirnn_jax.train", "--config", "configs/demo.py:tiny",
+       "--config.data.loader=torch", "--workdir", str(tmp_path / "w")],
+      cwd=root, env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(root),
+                         IFIRNN_JAX_HUGE_PAGES="0"),
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: config.data.loader must be 'auto', 'tfdata' or 'numpy', got 'torch'")

@@ -16,7 +16,14 @@ project reads the files directly (`input_pipeline`); these builders are for
 users who keep their data in TFDS.
 """
 
-from data_pipeline.tfds_builders.dvd import Dvd
-from data_pipeline.tfds_builders.gopro import Gopro
+try:
+  import tensorflow_datasets  # noqa: F401
+except ImportError as error:
+  raise ImportError(
+      "data_pipeline.tfds_builders needs tensorflow-datasets, which is not installed: "
+      "pip install -e \".[tfdata]\" (training reads the files without it)") from error
+
+from data_pipeline.tfds_builders.dvd import Dvd  # noqa: E402
+from data_pipeline.tfds_builders.gopro import Gopro  # noqa: E402
 
 __all__ = ["Dvd", "Gopro"]
