@@ -1,0 +1,195 @@
+"""One prepared accelerator check within a fixed time budget (launch/gpu_check.sh).
+
+    python -m ifirnn_jax.gpu_check OUT_DIR [SECONDS]
+
+Stages, each a child process with its share of the budget (a stage out of time is
+killed and recorded as skipped, with the reason): parity of the model on the default
+device against the CPU (float32, matmul precision 'highest') for C1H1 and C2H3-reg;
+the inference table (benchmark.py) of C1H1, C2H3, C2H4 at 960x540, float32 and
+bfloat16, PyTorch on the same device when importable; the train-step table
+(benchmark.py) of C2H3-reg at 4 x 12 x 256x256, float32 and bfloat16; and the real
+`train` command (configs/demo.py at accelerator size) with its held-out table. On a
+CPU backend every size is tiny. Writes OUT_DIR/gpu_check.json after every stage and
+OUT_DIR/gpu_check.md at the end, both atomically; exits 0 unless the arguments are bad.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# Share of the whole budget each stage may use (the rest is start-up and slack).
+SHARES = {"parity": 0.12, "inference_float32": 0.2, "inference_bfloat16": 0.15,
+          "train_step_float32": 0.13, "train_step_bfloat16": 0.1, "train": 0.25}
+TINY_WIDTHS = "4,6,8,4,1"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+  temporary = path.with_name(path.name + ".tmp")
+  temporary.write_text(text)
+  os.replace(temporary, path)
+
+
+def parity(small: bool) -> dict[str, Any]:
+  """Max |device - CPU| of the output of C1H1 and C2H3-reg on one random clip."""
+  import jax
+  import numpy as np
+
+  from ifirnn_jax import benchmark
+  shape = (1, 2, 16, 24, 3) if small else (1, 4, 128, 128, 3)
+  args = ["--models", "C1H1", "--device", "cpu"]
+  if small:
+    args += ["--widths", TINY_WIDTHS]
+  settings = benchmark.settings_from_args(benchmark.build_parser().parse_args(args))
+  blur = np.random.default_rng(0).uniform(size=shape).astype(np.float32)
+  results = {}
+  for name in ("C1H1", "C2H3-reg"):
+    model = benchmark.make_model(name, settings)
+    params = model.init(jax.random.key(0))
+    outputs = {}
+    with jax.default_matmul_precision("highest"):
+      for label, device in (("device", jax.devices()[0]), ("cpu", jax.devices("cpu")[0])):
+        put = lambda x, d=device: jax.device_put(x, d)  # noqa: E731
+        out, _, _ = jax.jit(model.apply_sequence)(jax.tree.map(put, params), put(blur))
+        outputs[label] = np.asarray(out, np.float64)
+    results[name] = {"max_abs_diff": float(np.abs(outputs["device"] - outputs["cpu"]).max()),
+                     "shape": list(shape), "device": str(jax.devices()[0])}
+  return results
+
+
+def _stage_commands(small: bool, out: Path, torch: bool) -> dict[str, list[str]]:
+  python = [sys.executable]
+  infer = ["-m", "ifirnn_jax.benchmark", "--mode", "inference", "--models", "C1H1,C2H3,C2H4"]
+  step = ["-m", "ifirnn_jax.benchmark", "--mode", "train", "--models", "C2H3-reg",
+          "--scan-unroll", "1"]
+  if small:
+    infer += ["--widths", TINY_WIDTHS, "--height", "16", "--width", "24", "--frames", "2",
+              "--repeats", "2", "--matmul-size", "256", "--no-torch"]
+    step += ["--widths", TINY_WIDTHS, "--height", "16", "--width", "16", "--batch", "2",
+             "--frames", "2", "--repeats", "2", "--matmul-size", "256", "--no-torch",
+             "--no-isolate"]
+    train = ["--config", "configs/demo.py:tiny", "--config.num_train_steps=4"]
+  else:
+    infer += ["--torch" if torch else "--no-torch"]
+    step += ["--height", "256", "--width", "256", "--batch", "4", "--frames", "12",
+             "--widths", "20,40,60,20,6", "--no-torch"]
+    train = ["--config", "configs/demo.py", "--config.batch_size=16",
+             "--config.crop_size=256", "--config.clip_length=12",
+             "--config.num_train_steps=1500", "--config.cpu_devices=1"]
+  commands = {}
+  for dtype in ("float32", "bfloat16"):
+    commands[f"inference_{dtype}"] = python + infer + [
+        "--dtype", dtype, "--out", str(out / f"inference_{dtype}.json")]
+    commands[f"train_step_{dtype}"] = python + step + [
+        "--dtype", dtype, "--out", str(out / f"train_step_{dtype}.json")]
+  commands["train"] = python + ["-m", "ifirnn_jax.train", *train,
+                                "--workdir", str(out / "train_workdir")]
+  return commands
+
+
+def _run_stage(command: list[str], timeout: float) -> dict[str, Any]:
+  start = time.perf_counter()
+  env = dict(os.environ, PYTHONPATH=str(ROOT), IFIRNN_JAX_HUGE_PAGES="0",
+             XLA_PYTHON_CLIENT_PREALLOCATE="false")
+  try:
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=max(timeout, 1))
+  except subprocess.TimeoutExpired:
+    return {"status": "skipped", "reason": f"out of time (budget {timeout:.0f} s)",
+            "seconds": round(time.perf_counter() - start, 1)}
+  record = {"seconds": round(time.perf_counter() - start, 1), "command": command[1:]}
+  if result.returncode:
+    tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
+    return dict(record, status="failed", reason=f"exit {result.returncode}: {tail[0]}")
+  return dict(record, status="ok", table=result.stdout.strip())
+
+
+def run(out: Path, seconds: float) -> dict[str, Any]:
+  """Runs every stage within `seconds`, writing out/gpu_check.json as it goes."""
+  deadline = time.perf_counter() + seconds
+  import jax
+  backend = jax.default_backend()
+  small = backend == "cpu"
+  try:
+    import torch  # noqa: F401
+    has_torch = True
+  except ImportError:
+    has_torch = False
+  report: dict[str, Any] = {
+      "backend": backend, "device": str(jax.devices()[0]), "jax": jax.__version__,
+      "budget_s": seconds, "tiny_sizes": small, "stages": {}}
+  json_path = out / "gpu_check.json"
+  save = lambda: _write_atomic(json_path, json.dumps(report, indent=1))  # noqa: E731
+  save()
+  commands = _stage_commands(small, out, has_torch and not small)
+  commands["parity"] = [sys.executable, "-m", "ifirnn_jax.gpu_check", "--parity",
+                        "small" if small else "full"]
+  names = list(SHARES)
+  for position, name in enumerate(names):
+    # Its share of what is left: time a stage does not use goes to the later ones.
+    left = deadline - time.perf_counter() - 2
+    budget = left * SHARES[name] / sum(SHARES[n] for n in names[position:])
+    if budget < 1:
+      report["stages"][name] = {"status": "skipped", "reason": "no time left in the budget"}
+    else:
+      record = _run_stage(commands[name], budget)
+      if name == "parity" and record["status"] == "ok":
+        record["results"] = json.loads(record.pop("table").splitlines()[-1])
+      elif record["status"] == "ok" and name != "train":
+        path = out / f"{name}.json"
+        record["json"] = path.name if path.is_file() else None
+      report["stages"][name] = record
+    save()
+  report["remat"] = {"status": "skipped",
+                     "reason": "benchmark.py's train runner has no remat variant"}
+  save()
+  _write_atomic(out / "gpu_check.md", markdown(report))
+  return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+  """A short Markdown summary: one row per stage, then each stage's own table."""
+  lines = [f"# gpu_check: {report['device']} (jax {report['jax']}, backend "
+           f"{report['backend']}{', tiny sizes' if report['tiny_sizes'] else ''})", "",
+           "| stage | status | seconds | note |", "| --- | --- | --- | --- |"]
+  for name, record in report["stages"].items():
+    note = record.get("reason", "")
+    if name == "parity" and "results" in record:
+      note = ", ".join(f"{m}: max abs diff {r['max_abs_diff']:.2e}"
+                       for m, r in record["results"].items())
+    lines.append(f"| {name} | {record['status']} | {record.get('seconds', '')} | {note} |")
+  for name, record in report["stages"].items():
+    if record.get("table"):
+      lines += ["", f"## {name}", "", "```", record["table"], "```"]
+  return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+  if len(argv) == 2 and argv[0] == "--parity":
+    print(json.dumps(parity(argv[1] == "small")))
+    return 0
+  if not 1 <= len(argv) <= 2:
+    print("error: usage: gpu_check OUT_DIR [SECONDS]", file=sys.stderr)
+    return 2
+  try:
+    seconds = float(argv[1]) if len(argv) == 2 else 480.0
+  except ValueError:
+    seconds = -1
+  if seconds <= 0:
+    print(f"error: SECONDS must be a positive number, got {argv[1]!r}", file=sys.stderr)
+    return 2
+  out = Path(argv[0])
+  out.mkdir(parents=True, exist_ok=True)
+  report = run(out, seconds)
+  print(markdown(report))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))
