@@ -275,6 +275,7 @@ class Settings:
   seed: int
   out: str
   data: str | None = None        # train: a dataset whose input pipeline is timed as well
+  remat: bool = False            # IFIRNN.remat: recompute each frame in the backward pass
   layout: str = "gopro"
   blur_dir: str = "blur_gamma"
   cache_frames: bool = False
@@ -291,7 +292,7 @@ def make_model(name: str, settings: Settings, scan_unroll: int | bool = 1) -> IF
   n1, n2, n3, nh, nb = settings.widths
   return IFIRNN(**fields, n1=n1, n2=n2, n3=n3, nh=nh, num_resblocks=nb,
                 compute_dtype=settings.dtype, conv_impl=settings.conv_impl,
-                scan_unroll=scan_unroll)
+                scan_unroll=scan_unroll, remat=settings.remat)
 
 
 def torch_architecture(model: IFIRNN) -> dict[str, Any]:
@@ -1175,6 +1176,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                  help="compute dtype of our model (parameters stay float32; PyTorch float32)")
+  p.add_argument("--remat", action="store_true",
+                 help="train: recompute each frame in the backward pass (IFIRNN.remat)")
   p.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto",
                  help="our 3x3 convolution algorithm (IFIRNN.conv_impl, see layers.py)")
   p.add_argument("--device", choices=("cpu", "gpu"), default=None,
@@ -1258,7 +1261,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
       matmul_size=args.matmul_size or (2048 if platform == "cpu" else 4096),
       seed=args.seed, out=args.out, data=args.data, layout=args.layout,
       blur_dir=args.blur_dir, cache_frames=args.cache_frames, processes=args.processes,
-      cpu_devices=_cpu_devices(args, platform))
+      cpu_devices=_cpu_devices(args, platform), remat=args.remat)
   if settings.data and settings.mode != "train":
     raise BenchmarkError("--data is for --mode train (it times the training input pipeline)")
   if settings.data and settings.height != settings.width:
