@@ -9,14 +9,17 @@ the inference table (benchmark.py) of C1H1, C2H3, C2H4 at 960x540, float32 and
 bfloat16, PyTorch on the same device when importable; the train-step table
 (benchmark.py) of C2H3-reg at 4 x 12 x 256x256: float32, bfloat16 and float32 with
 remat, each with its peak memory; and the real `train` command (configs/demo.py at
-accelerator size) with its held-out table. On a CPU backend every size is tiny. Writes OUT_DIR/gpu_check.json after every stage and
-OUT_DIR/gpu_check.md at the end, both atomically; exits 0 unless the arguments are bad.
+accelerator size) for its share of the time, stopped with SIGTERM, then its last
+checkpoint evaluated on the held-out set. On a CPU backend every size is tiny. Writes
+OUT_DIR/gpu_check.json after every stage and OUT_DIR/gpu_check.md at the end, both
+atomically; exits 0 unless the arguments are bad.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +32,8 @@ SHARES = {"parity": 0.1, "inference_float32": 0.18, "inference_bfloat16": 0.13,
           "train_step_float32": 0.11, "train_step_bfloat16": 0.09, "train_step_remat": 0.09,
           "train": 0.3}
 TINY_WIDTHS = "4,6,8,4,1"
+# Of the train stage: training, then SIGTERM's grace to finish a save, then evaluation.
+TRAIN_SHARE, GRACE_SHARE, EVALUATION_SHARE = 0.6, 0.1, 0.3
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -75,14 +80,19 @@ def _stage_commands(small: bool, out: Path, torch: bool) -> dict[str, list[str]]
     step += ["--widths", TINY_WIDTHS, "--height", "16", "--width", "16", "--batch", "2",
              "--frames", "2", "--repeats", "2", "--matmul-size", "256", "--no-torch",
              "--no-isolate"]
-    train = ["--config", "configs/demo.py:tiny", "--config.num_train_steps=4"]
+    train = ["--config", "configs/demo.py:tiny", "--config.num_train_steps=20",
+             "--config.eval_every_steps=20", "--config.checkpoint_every_steps=10",
+             "--config.log_every_steps=10"]
+    evaluate = ["--data", "data/default_tiny", "--skip-first", "1", "--skip-last", "1"]
   else:
     infer += ["--torch" if torch else "--no-torch"]
     step += ["--height", "256", "--width", "256", "--batch", "4", "--frames", "12",
              "--widths", "20,40,60,20,6", "--no-torch"]
     train = ["--config", "configs/demo.py", "--config.batch_size=16",
              "--config.crop_size=256", "--config.clip_length=12",
-             "--config.num_train_steps=1500", "--config.cpu_devices=1"]
+             "--config.num_train_steps=100000", "--config.cpu_devices=1",
+             "--config.eval_every_steps=100000", "--config.checkpoint_every_steps=100"]
+    evaluate = ["--data", "data/default"]
   commands = {}
   for dtype in ("float32", "bfloat16"):
     commands[f"inference_{dtype}"] = python + infer + [
@@ -91,15 +101,53 @@ def _stage_commands(small: bool, out: Path, torch: bool) -> dict[str, list[str]]
         "--dtype", dtype, "--out", str(out / f"train_step_{dtype}.json")]
   commands["train_step_remat"] = python + step + [
       "--dtype", "float32", "--remat", "--out", str(out / "train_step_remat.json")]
-  commands["train"] = python + ["-m", "ifirnn_jax.train", *train,
-                                "--workdir", str(out / "train_workdir")]
+  workdir = str(out / "train_workdir")
+  commands["train"] = python + ["-m", "ifirnn_jax.train", *train, "--workdir", workdir]
+  commands["train_evaluation"] = python + ["-m", "ifirnn_jax.evaluate", "--workdir", workdir,
+                                           *evaluate, "--out", str(out / "train_evaluation")]
   return commands
+
+
+def _child_env() -> dict[str, str]:
+  return dict(os.environ, PYTHONPATH=str(ROOT), IFIRNN_JAX_HUGE_PAGES="0",
+              XLA_PYTHON_CLIENT_PREALLOCATE="false")
+
+
+def _run_training(train: list[str], evaluate: list[str], workdir: Path,
+                  timeout: float) -> dict[str, Any]:
+  """Trains for TRAIN_SHARE of `timeout`, stops it as `timeout` would (SIGTERM: the run
+  keeps its last complete checkpoint), then evaluates that checkpoint on the held-out set."""
+  start = time.perf_counter()
+  process = subprocess.Popen(train, cwd=ROOT, env=_child_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  try:
+    _, stderr = process.communicate(timeout=max(timeout * TRAIN_SHARE, 1))
+    stopped = False
+  except subprocess.TimeoutExpired:
+    process.send_signal(signal.SIGTERM)
+    try:
+      _, stderr = process.communicate(timeout=max(timeout * GRACE_SHARE, 1))
+    except subprocess.TimeoutExpired:
+      process.kill()
+      _, stderr = process.communicate()
+    stopped = True
+  steps = sorted(int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit())
+  record = {"train_seconds": round(time.perf_counter() - start, 1),
+            "stopped_by_time": stopped, "steps": steps[-1] if steps else 0}
+  if not steps:
+    tail = (stderr or "").strip().splitlines()[-1:] or [""]
+    return dict(record, status="skipped" if stopped else "failed",
+                seconds=record["train_seconds"],
+                reason=f"no checkpoint saved in the time given (train: {tail[0]})")
+  left = timeout - (time.perf_counter() - start)
+  evaluation = _run_stage(evaluate, max(left, timeout * EVALUATION_SHARE))
+  evaluation["seconds"] = round(time.perf_counter() - start, 1)
+  return dict(evaluation, **record, command=train[1:])
 
 
 def _run_stage(command: list[str], timeout: float) -> dict[str, Any]:
   start = time.perf_counter()
-  env = dict(os.environ, PYTHONPATH=str(ROOT), IFIRNN_JAX_HUGE_PAGES="0",
-             XLA_PYTHON_CLIENT_PREALLOCATE="false")
+  env = _child_env()
   try:
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=max(timeout, 1))
@@ -141,7 +189,11 @@ def run(out: Path, seconds: float) -> dict[str, Any]:
     if budget < 1:
       report["stages"][name] = {"status": "skipped", "reason": "no time left in the budget"}
     else:
-      record = _run_stage(commands[name], budget)
+      if name == "train":
+        record = _run_training(commands["train"], commands["train_evaluation"],
+                               out / "train_workdir", budget)
+      else:
+        record = _run_stage(commands[name], budget)
       if name == "parity" and record["status"] == "ok":
         record["results"] = json.loads(record.pop("table").splitlines()[-1])
       elif record["status"] == "ok" and name != "train":
@@ -163,6 +215,9 @@ def markdown(report: dict[str, Any]) -> str:
     if name == "parity" and "results" in record:
       note = ", ".join(f"{m}: max abs diff {r['max_abs_diff']:.2e}"
                        for m, r in record["results"].items())
+    if name == "train" and "steps" in record:
+      note = (f"{record['steps']} steps in {record['train_seconds']} s"
+              f"{' (stopped by time)' if record['stopped_by_time'] else ''}; {note}").rstrip("; ")
     lines.append(f"| {name} | {record['status']} | {record.get('seconds', '')} | {note} |")
   for name, record in report["stages"].items():
     if record.get("table"):

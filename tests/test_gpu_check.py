@@ -40,7 +40,8 @@ def test_gpu_check_writes_json_and_table_within_budget(tmp_path):
     assert stage["results"], name
   remat = json.loads((out / "train_step_remat.json").read_text())
   assert remat["settings"]["remat"] is True
-  assert "PSNR" in report["stages"]["train"]["table"]  # the held-out table of the run
+  train = report["stages"]["train"]
+  assert train["steps"] >= 10 and "PSNR" in train["table"]  # its last checkpoint, evaluated
   table = (out / "gpu_check.md").read_text()
   rows = [line for line in table.splitlines() if line.startswith("| ")]
   assert rows[:2] == ["| stage | status | seconds | note |", "| --- | --- | --- | --- |"]
@@ -60,3 +61,32 @@ def test_bad_arguments_are_one_error_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 2
   assert result.stderr.strip() == "error: SECONDS must be a positive number, got 'soon'"
+
+
+FAKE_TRAINING = """
+import pathlib, signal, sys, time
+workdir = pathlib.Path(sys.argv[1])
+def stop(*_):
+  print("stopped: the last complete checkpoint is step 2", file=sys.stderr)
+  sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+for step in (1, 2):
+  (workdir / "checkpoints" / str(step)).mkdir(parents=True)
+time.sleep(60)
+"""
+
+
+def test_training_out_of_time_is_stopped_and_its_last_checkpoint_evaluated(tmp_path):
+  train = [sys.executable, "-c", FAKE_TRAINING, str(tmp_path)]
+  evaluate = [sys.executable, "-c", "print('| model | PSNR |')"]
+  start = time.perf_counter()
+  record = gpu_check._run_training(train, evaluate, tmp_path, timeout=10)
+  assert time.perf_counter() - start < 10
+  assert record["status"] == "ok" and record["stopped_by_time"] is True
+  assert record["steps"] == 2 and record["table"] == "| model | PSNR |"
+
+
+def test_training_without_a_checkpoint_is_reported(tmp_path):
+  train = [sys.executable, "-c", "raise SystemExit('error: bad config')"]
+  record = gpu_check._run_training(train, [sys.executable, "-c", "pass"], tmp_path, timeout=10)
+  assert record["status"] == "failed" and "bad config" in record["reason"]
