@@ -2,11 +2,14 @@
 
 Modules: `image_io` (frames as uint8/float32 arrays), `layouts` (paired
 sequences of the GOPRO, DVD, BSD and generic layouts), `eval_pipeline`
-(whole frames for evaluation), `input_pipeline` (the tf.data training
-pipeline; imports TensorFlow), `video` (video files), `synthesize` and
-`default_data` (GOPRO-style blur and the embedded demo data),
-`tfds_builders` (TFDS builders for GOPRO and DVD). Every bad input raises
-`DataError`. Nothing here imports `ifirnn_jax`.
+(whole frames for evaluation), `clip_sampler` (the seeded choice, crop, flips
+and noise of each training clip), `input_pipeline` (the tf.data training
+pipeline; imports TensorFlow), `numpy_pipeline` (the same batches without
+TensorFlow), `loaders` (picks one of the two), `video` (video files),
+`outputs` and `termination` (safe overwrites, SIGTERM), `synthesize` and
+`default_data` (GOPRO-style blur and the embedded demo data), `tfds_builders`
+(TFDS builders for GOPRO and DVD). Every bad input raises `DataError`.
+Nothing here imports `ifirnn_jax`.
 
 TensorFlow only crops, flips and adds noise here, so importing this package sets two of
 its environment defaults, unless already set: TF_ENABLE_ONEDNN_OPTS=0 (oneDNN's custom
