@@ -47,6 +47,8 @@ CONV_IMPLS = ("auto", "xla", "winograd")
 
 # PyTorch's default init: kaiming_uniform(a=sqrt(5)) == U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 _torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+_torch_transposed_kernel_init = nn.initializers.variance_scaling(
+    1.0 / 3.0, "fan_in", "uniform", in_axis=-1, out_axis=-2)
 
 
 def _bias_init(fan_in: int):
@@ -323,8 +325,9 @@ class ConvTranspose(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    fan_in = 16 * x.shape[-1]
-    kernel = self.param("kernel", _torch_default_kernel_init,
+    # PyTorch stores this weight as [in, out, 4, 4] and takes fan_in from its dim 1: out x 16.
+    fan_in = 16 * self.features
+    kernel = self.param("kernel", _torch_transposed_kernel_init,
                         (4, 4, x.shape[-1], self.features))
     bias = self.param("bias", _bias_init(fan_in), (self.features,))
     y = conv2d(x, transposed4x4_as_conv_kernel(kernel), jnp.tile(bias, 4), padding=1,

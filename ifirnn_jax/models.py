@@ -37,6 +37,7 @@ MAX_RESBLOCKS = 64     # num_resblocks
 # IFIRNN fields that choose how the network runs, not what it computes (up to float
 # rounding; compute_dtype sets the precision). Every other field changes the outputs
 # and is stored in weight files and checkpoints (`IFIRNN.description`).
+TRANSPOSED_CONV_LAYERS = ("F_L_0", "F_L_1")  # the 4x4 stride-2 ConvTranspose layers
 RUNTIME_FIELDS = ("scan_unroll", "remat", "compute_dtype", "conv_impl")
 
 
@@ -142,6 +143,14 @@ def pad_to_multiple_of_4(frames: Array) -> Array:
     return frames
   pads = [(0, 0)] * (frames.ndim - 3) + [(0, ph), (0, pw), (0, 0)]
   return jnp.pad(frames, pads, mode="reflect")
+
+
+def _torch_fan_in(path: tuple[str, ...], kernel_shape: tuple[int, ...]) -> int:
+  """fan_in as PyTorch takes it from a weight: Conv2d's [out, in, kh, kw] gives in x kh x kw;
+  ConvTranspose2d's [in, out, kh, kw] (F_L's first two layers) gives out x kh x kw."""
+  if path[-2] in TRANSPOSED_CONV_LAYERS:
+    return kernel_shape[0] * kernel_shape[1] * kernel_shape[3]
+  return math.prod(kernel_shape[:-1])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,8 +264,7 @@ class IFIRNN:
     params, offset = {}, 0
     for path in sorted(flat):
       shape = flat[path].shape
-      kernel_shape = flat[path[:-1] + ("kernel",)].shape
-      bound = 1.0 / math.sqrt(math.prod(kernel_shape[:-1]))  # fan_in: all but 'out'
+      bound = 1.0 / math.sqrt(_torch_fan_in(path, flat[path[:-1] + ("kernel",)].shape))
       size = math.prod(shape)
       params[path] = uniform[offset:offset + size].reshape(shape) * bound
       offset += size

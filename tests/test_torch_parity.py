@@ -56,3 +56,22 @@ def test_torch_module_refuses_weights_of_another_model(tmp_path):
   path = ifr.save_weights(ifr.IFIRNN(cells=1).init(jax.random.key(0)), tmp_path / "c1.safetensors")
   with pytest.raises(tr.TorchReferenceError):
     tr.load_safetensors(tr.TorchIFIRNN(cells=2, iterations=1), path)
+
+
+def test_initialisation_draws_pytorchs_default_layer_by_layer():
+  """Each tensor of `init` is uniform within PyTorch's own default bound for that layer
+  (1/sqrt(fan_in), fan_in as torch computes it from its weight layout) and, where the
+  tensor is large enough to say, has the spread of the tensor torch itself draws."""
+  model = ifr.IFIRNN(cells=2, iterations=1, gated=True)  # every layer type, spec widths
+  ours = ifr.to_torch_state_dict(model.init(jax.random.key(0)))
+  torch.manual_seed(0)
+  reference = tr.TorchIFIRNN(cells=2, iterations=1, gated=True)
+  theirs = reference.state_dict()
+  assert set(ours) == set(theirs)
+  for name, value in theirs.items():
+    weight = theirs[name.rsplit(".", 1)[0] + ".weight"]
+    fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(weight)
+    bound = 1 / fan_in**0.5
+    assert np.abs(ours[name]).max() <= bound * (1 + 1e-6), name
+    if value.numel() >= 2000:  # std of a uniform sample, to a few per cent
+      assert np.std(ours[name]) == pytest.approx(float(value.std()), rel=0.08), name
