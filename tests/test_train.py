@@ -94,6 +94,19 @@ def test_tiny_run_writes_checkpoints_metrics_and_results(reference_run):
   assert "blurry input" in result.stdout and "PSNR" in result.stdout
   assert list(workdir.glob("events.out.tfevents*")), "no TensorBoard events"
   assert weights["cells.1.F_L.2.weight"].shape == (3, 6, 5, 5)  # [out, n1, k, k]
+  log = result.stderr
+  assert "Training C2H2 for 6 steps" in log
+  # One steps/s per report (log_every_steps is 1 here): no second progress reporter.
+  assert log.count("steps_per_sec") == 6, log[-3000:]
+
+
+def test_a_finished_run_says_so_and_only_evaluates(dataset, reference_run, tmp_path):
+  import shutil
+  workdir = shutil.copytree(reference_run[0], tmp_path / "finished")
+  result = _run(_train_cmd(dataset, workdir, "--config.num_train_steps=6"))
+  assert "already finished its 6 steps: not training, only evaluating" in result.stderr
+  assert "Training C2H2" not in result.stderr
+  assert "steps_per_sec" not in result.stderr
 
 
 def test_one_and_four_devices_reach_the_same_parameters(dataset, reference_run, tmp_path):
@@ -192,6 +205,9 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(dataset, 
   assert result.returncode == 2, result.stderr[-3000:]
   assert "non-finite loss" in result.stderr
   assert "Traceback" not in result.stderr
+  assert "(step None)" not in result.stderr
+  assert ("No checkpoint was saved before it" in result.stderr
+          or "The last good checkpoint (step " in result.stderr)
 
 
 @pytest.mark.parametrize("flag,field", [
