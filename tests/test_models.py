@@ -259,16 +259,17 @@ def test_adaptive_inference_stops_each_sample_on_its_own_gate():
   params["gate"]["fc2"]["kernel"] = jnp.zeros((16, 2)).at[0, 1].set(1.0)
   video = jnp.asarray(np.stack([_video((2, 12, 12, 3), seed=s) * scale
                                 for s, scale in enumerate([0.05, 1.0, 0.3, 0.8])]))
+  greedy = jax.jit(lambda p, v: model.apply_sequence(p, v, gate_mode="greedy"))
   found_mixed = False
   for threshold in np.linspace(0, 40, 201):
     params["gate"]["fc2"]["bias"] = jnp.array([threshold, 0.0])
-    out, _, trace = model.apply_sequence(params, video, gate_mode="greedy")
+    out, _, trace = greedy(params, video)
     counts = np.asarray(trace.iterations)
     if len(np.unique(counts)) > 1:
       found_mixed = True
       break
   assert found_mixed, "no threshold gave different iteration counts"
   for b in range(video.shape[0]):
-    alone, _, alone_trace = model.apply_sequence(params, video[b:b + 1], gate_mode="greedy")
+    alone, _, alone_trace = greedy(params, video[b:b + 1])
     np.testing.assert_allclose(out[b], alone[0], atol=1e-6)
     np.testing.assert_array_equal(counts[:, b], alone_trace.iterations[:, 0])
