@@ -114,13 +114,14 @@ def test_rolled_iterations_equal_the_unrolled_loop():
   model = dataclasses.replace(BASE, cells=2, iterations=5)
   params = tiny_params(model, seed=5)
   video = _video(2)[None]
-  rolled, h_rolled, _ = model.apply_sequence(params, video)
-  unrolled, h_unrolled, _ = model.apply_sequence(params, video, unroll_iterations=True)
+  rolled, h_rolled, _ = jax.jit(model.apply_sequence)(params, video)
+  unrolled, h_unrolled, _ = jax.jit(
+      lambda p, v: model.apply_sequence(p, v, unroll_iterations=True))(params, video)
   np.testing.assert_allclose(np.asarray(rolled), np.asarray(unrolled), rtol=0, atol=1e-6)
   np.testing.assert_allclose(np.asarray(h_rolled), np.asarray(h_unrolled), rtol=0, atol=1e-6)
   # The rolled loop is reverse-mode differentiable too, with the same gradients.
-  grads = [jax.grad(lambda p, u=u: jnp.sum(model.apply_sequence(
-      p, video, unroll_iterations=u)[0] ** 2))(params) for u in (False, True)]
+  grads = [jax.jit(jax.grad(lambda p, u=u: jnp.sum(model.apply_sequence(
+      p, video, unroll_iterations=u)[0] ** 2)))(params) for u in (False, True)]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), *grads)
 
 
