@@ -23,8 +23,12 @@ words; counters advance by one per block of four words. TensorFlow's conventions
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence as SequenceType
 
 import numpy as np
+
+from data_pipeline.errors import DataError
+from data_pipeline.layouts import Sequence, validate_sequence
 
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)  # Philox multipliers.
 _W0, _W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)  # Key increments per round.
@@ -194,3 +198,42 @@ class ClipSampler:
     return ClipDraw(sequence=sequence, start=int(start), y=int(y), x=int(x),
                     flips=tuple(int(f) for f in flips), channels=channels,
                     sigma=np.float32(sigma), noise_seed=keys[5])
+
+
+# ----------------------------------------------------------------- checks of both loaders
+def crop_shape(crop_size: int | tuple[int, int]) -> tuple[int, int]:
+  """(height, width) of a crop given as an int (square) or a pair."""
+  if isinstance(crop_size, (int, np.integer)):
+    crop_size = (crop_size, crop_size)
+  height, width = (int(v) for v in crop_size)
+  if height < 1 or width < 1:
+    raise DataError(f"crop size must be positive, got {crop_size}")
+  return height, width
+
+
+def check_train_inputs(sequences: SequenceType[Sequence], batch_size: int,
+                       clip_length: int, crop: tuple[int, int], start_step: int,
+                       process_index: int, process_count: int,
+                       noise_std_sigma: float) -> list[tuple[int, int]]:
+  """Raises DataError for bad arguments or sequences; returns the frame sizes."""
+  if not sequences:
+    raise DataError("no training sequences given")
+  if batch_size < 1 or process_count < 1 or batch_size % process_count:
+    raise DataError(f"batch size {batch_size} must be a positive multiple of the "
+                    f"process count {process_count}")
+  if not 0 <= process_index < process_count:
+    raise DataError(f"process index {process_index} outside [0, {process_count})")
+  if clip_length < 1 or start_step < 0 or noise_std_sigma < 0:
+    raise DataError(f"need clip_length >= 1, start_step >= 0, noise_std_sigma >= 0; "
+                    f"got {clip_length}, {start_step}, {noise_std_sigma}")
+  sizes = []
+  for sequence in sequences:
+    if sequence.sharp_paths is None:
+      raise DataError(f"sequence {sequence.name}: has no sharp frames; training needs "
+                      "paired data")
+    size = validate_sequence(sequence, clip_length)
+    if size[0] < crop[0] or size[1] < crop[1]:
+      raise DataError(f"sequence {sequence.name}: frames are {size[0]}x{size[1]} (HxW), "
+                      f"smaller than the {crop[0]}x{crop[1]} crop")
+    sizes.append(size)
+  return sizes

@@ -16,7 +16,6 @@ functions of (seed, k), so a restarted run continues bit for bit.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import time

@@ -3,9 +3,7 @@ that are damaged, full or of another model, and the smaller silent cases."""
 
 import argparse
 import errno
-import json
 import os
-import shutil
 import signal
 import struct
 import zlib
