@@ -39,7 +39,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,7 +48,7 @@ import skimage.data
 import skimage.transform
 from scipy import ndimage
 
-from data_pipeline import image_io, layouts, synthesize
+from data_pipeline import files, image_io, layouts, synthesize
 from data_pipeline.errors import DataError
 
 GENERATOR = "data_pipeline.default_data"
@@ -366,11 +365,7 @@ def _marker(spec: DatasetSpec, plans: list[SequencePlan]) -> dict:
   }
 
 
-def _write_json_atomic(path: Path, content: dict) -> None:
-  fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  with os.fdopen(fd, "w") as file:
-    json.dump(content, file, indent=1)
-  os.replace(temp, path)
+
 
 
 def read_marker(root: str | os.PathLike[str]) -> dict | None:
@@ -442,8 +437,8 @@ def make_default_dataset(out_dir: str | os.PathLike[str], *, seed: int = 0,
     raise DataError(f"{out} exists and is not empty; remove it or choose another folder")
   out.parent.mkdir(parents=True, exist_ok=True)
   plans = plan_sequences(spec)
-  meter = synthesize.Progress(len(plans) * spec.frames_per_sequence, "default data",
-                              unit="frames") if progress else None
+  meter = files.Progress(len(plans) * spec.frames_per_sequence, "default data",
+                         log_interval_s=5) if progress else None
   partial = synthesize.make_partial_folder(out)
   try:
     done = 0
@@ -457,7 +452,9 @@ def make_default_dataset(out_dir: str | os.PathLike[str], *, seed: int = 0,
         done += 1
         if meter:
           meter.update(done)
-    _write_json_atomic(partial / MARKER, _marker(spec, plans))
+    if meter:
+      meter.finish()
+    files.write_json_atomic(partial / MARKER, _marker(spec, plans), indent=1)
     synthesize.replace_folder(partial, out)
   finally:
     shutil.rmtree(partial, ignore_errors=True)

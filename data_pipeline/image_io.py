@@ -19,13 +19,13 @@ and any other channel layout.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import PIL.Image
 
+from data_pipeline import files
 from data_pipeline.errors import DataError
 
 # Pillow modes `read_image` converts to RGB; anything else is refused.
@@ -162,13 +162,6 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
   return height, width
 
 
-def _file_mode() -> int:
-  """0o666 less the process umask: what a plain open() would give (mkstemp gives 0600)."""
-  umask = os.umask(0o022)
-  os.umask(umask)
-  return 0o666 & ~umask
-
-
 def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
   """Writes uint8 [H, W, 3] to `path` atomically (format from the suffix).
 
@@ -194,17 +187,10 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
         f"{', '.join(WRITE_SUFFIXES)}")
   if not path.parent.is_dir():
     raise DataError(f"{path}: output folder {path.parent} does not exist")
-  fd, temp_name = tempfile.mkstemp(
-      dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-  os.close(fd)
   try:
-    iio.imwrite(temp_name, image, plugin="pillow", extension=path.suffix)
-    os.chmod(temp_name, _file_mode())
-    os.replace(temp_name, path)
+    with files.atomic_path(path, suffix=path.suffix) as temporary:
+      iio.imwrite(temporary, image, plugin="pillow", extension=path.suffix)
   except Exception as e:
-    Path(temp_name).unlink(missing_ok=True)
-    if isinstance(e, DataError):
-      raise
     raise DataError(f"{path}: cannot write image: {e}") from e
 
 

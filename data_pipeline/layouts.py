@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from pathlib import Path
 
 from data_pipeline import image_io
 from data_pipeline.errors import DataError
+from data_pipeline.files import natural_sort_key
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 LAYOUTS = ("gopro", "dvd", "bsd", "generic")
@@ -75,12 +75,6 @@ class Sequence:
     return tuple(path.name for path in self.blur_paths)
 
 
-def _natural_key(name: str) -> tuple:
-  """Sort key comparing digit runs as numbers: "2.png" < "10.png"."""
-  return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
-               for part in re.split(r"(\d+)", name) if part)
-
-
 def _frame_files(folder: Path, sequence_name: str) -> list[Path]:
   """The image files of `folder`, naturally sorted; DataError if none."""
   if not folder.is_dir():
@@ -92,7 +86,7 @@ def _frame_files(folder: Path, sequence_name: str) -> list[Path]:
     raise DataError(
         f"sequence {sequence_name}: no frames ({', '.join(IMAGE_SUFFIXES)}) "
         f"in {folder}")
-  return sorted(files, key=lambda path: _natural_key(path.name))
+  return sorted(files, key=lambda path: natural_sort_key(path.name))
 
 
 def _paired_sequence(name: str, blur_folder: Path,
@@ -156,7 +150,7 @@ def validate_sequence(sequence: Sequence,
 def _subfolders(folder: Path) -> list[Path]:
   return sorted((path for path in folder.iterdir()
                  if path.is_dir() and not path.name.startswith(".")),
-                key=lambda path: _natural_key(path.name))
+                key=lambda path: natural_sort_key(path.name))
 
 
 def _require_folder(folder: Path, what: str) -> Path:
@@ -253,7 +247,7 @@ def find_sequences(root: str | os.PathLike[str], layout: str,
         f"no sequences found in {root} (layout {layout}, split {split})")
   for sequence in sequences:
     validate_sequence(sequence, clip_length)
-  return sorted(sequences, key=lambda s: _natural_key(s.name))
+  return sorted(sequences, key=lambda s: natural_sort_key(s.name))
 
 
 def frames_folder(path: str | os.PathLike[str]) -> Sequence:

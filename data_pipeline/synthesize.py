@@ -46,13 +46,13 @@ import tempfile
 import time
 from collections.abc import Sequence as SequenceOf
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 import skimage.transform
 
 from data_pipeline import image_io, layouts, outputs, termination
 from data_pipeline.errors import DataError
+from data_pipeline.files import Progress
 
 GAMMA = 2.2
 OUTPUT_DIRS = ("blur", "blur_gamma", "sharp")
@@ -129,38 +129,6 @@ def check_average(average: int) -> int:
     raise DataError(f"--average must be an odd number >= 1 (the sharp frame is the "
                     f"middle one of the window), got {average}")
   return average
-
-
-# ----------------------------------------------------------------------------- progress
-def _hms(seconds: float) -> str:
-  seconds = int(round(seconds))
-  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-class Progress:
-  """Prints `label: done/total unit (pct)  rate  ETA` on a stream at most every `interval_s`."""
-
-  def __init__(self, total: int, label: str, unit: str = "frames",
-               stream: TextIO | None = None, interval_s: float = 5.0):
-    self.total, self.label, self.unit = total, label, unit
-    self.stream = sys.stderr if stream is None else stream
-    self.interval_s = interval_s
-    self.start = time.monotonic()
-    self._last = self.start
-
-  def update(self, done: int) -> None:
-    now = time.monotonic()
-    if now - self._last < self.interval_s and done != self.total:
-      return
-    self._last = now
-    elapsed = now - self.start
-    rate = done / elapsed if elapsed > 0 else 0.0
-    line = (f"{self.label}: {done}/{self.total} {self.unit} "
-            f"({100 * done / max(self.total, 1):3.0f}%)")
-    if rate > 0:
-      line += f"  {rate:.1f} {self.unit}/s  ETA {_hms((self.total - done) / rate)}"
-    self.stream.write(line + f"  elapsed {_hms(elapsed)}\n")
-    self.stream.flush()
 
 
 # ----------------------------------------------------------------------------- folders
@@ -291,7 +259,7 @@ def synthesize(frames_dir: str | os.PathLike[str], out: str | os.PathLike[str],
   except OSError as e:
     raise DataError(f"output folder {out}: cannot be written ({e.strerror or e})") from None
   total = sum(len(s.frames) // average for s in sequences)
-  meter = Progress(total, "synthesize", unit="windows") if progress else None
+  meter = Progress(total, "synthesize", unit="windows", log_interval_s=5) if progress else None
   done, written = 0, {}
   for sequence in sequences:
     try:
@@ -317,6 +285,8 @@ def synthesize(frames_dir: str | os.PathLike[str], out: str | os.PathLike[str],
     finally:
       shutil.rmtree(partial, ignore_errors=True)
     written[sequence.name] = count
+  if meter:
+    meter.finish()
   return written
 
 

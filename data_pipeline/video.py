@@ -33,8 +33,9 @@ import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 
-from data_pipeline import image_io, outputs
+from data_pipeline import files, image_io, outputs
 from data_pipeline.errors import DataError
+from data_pipeline.files import natural_sort_key
 
 # JAX warns on every os.fork(); ffmpeg starts through `subprocess`, whose fork is followed
 # at once by exec in the child, which that warning does not concern. Only forks from
@@ -176,16 +177,11 @@ _FRAME_STAT = re.compile(r"^\s*frame=\s*(\d+)")
 _TRUNCATION_MESSAGES = ("partial file", "File ended prematurely")
 
 
-def _natural_key(name: str) -> list:
-  """'frame10.png' sorts after 'frame9.png' (digit runs compare as numbers)."""
-  return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
 def list_image_files(folder: Path) -> list[Path]:
   """Image files (IMAGE_SUFFIXES) directly in `folder`, in natural name order."""
   files = [p for p in folder.iterdir()
            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
-  return sorted(files, key=lambda p: _natural_key(p.name))
+  return sorted(files, key=lambda p: natural_sort_key(p.name))
 
 
 class FrameFolderSource(FrameSource):
@@ -352,7 +348,7 @@ class FrameSink:
     try:
       # mkstemp/mkdtemp make private (0600/0700) entries; give the result the
       # permissions a plainly created file or folder would have.
-      os.chmod(temp, (0o777 if temp.is_dir() else 0o666) & ~_umask())
+      os.chmod(temp, (0o777 if temp.is_dir() else 0o666) & ~files.umask())
       if self.path.is_dir():  # overwrite a folder: swap, then delete the old one
         old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=self.path.parent))
         os.replace(self.path, old / self.path.name)
@@ -386,10 +382,7 @@ class FrameSink:
       self.abort()
 
 
-def _umask() -> int:
-  mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-  os.umask(mask)
-  return mask
+
 
 
 def _remove(path: Path) -> None:

@@ -12,7 +12,6 @@ moment leaves only whole checkpoints behind.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging as py_logging
 import os
 import sys
@@ -261,12 +260,3 @@ def _restore_description(manager: ocp.CheckpointManager, directory: Path,
     raise CheckpointError(f"{directory}/{step}: damaged checkpoint, its model description "
                           f"is not a JSON object")
   return description
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-  """Writes JSON to `path` through a temporary file and a rename."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f".{path.name}.tmp")
-  tmp.write_text(json.dumps(data, indent=2, default=str))
-  os.replace(tmp, path)

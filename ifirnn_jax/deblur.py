@@ -23,15 +23,15 @@ import argparse
 import dataclasses
 import itertools
 import sys
-import time
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
 from data_pipeline import outputs, termination
+from data_pipeline.files import Progress
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, open_frames
 from ifirnn_jax import cli, labels, metrics, tiling
@@ -95,63 +95,6 @@ def choose_grid(height: int, width: int, tile_size: int | None,
   return tiling.make_grid(height, width,
                           DEFAULT_TILE_SIZE if tile_size is None else tile_size,
                           DEFAULT_TILE_OVERLAP if tile_overlap is None else tile_overlap)
-
-
-# ----------------------------------------------------------------------------- progress
-class Progress:
-  """Frames done, frames/s and ETA on stderr.
-
-  On a terminal one line rewrites itself (every `min_interval_s`); elsewhere (a log
-  file) a new line is written every `log_interval_s`.
-  """
-
-  def __init__(self, total: int | None, label: str = "deblur", stream: TextIO | None = None,
-               min_interval_s: float = 0.5, log_interval_s: float = 10.0):
-    self.total, self.label = total, label
-    self.stream = sys.stderr if stream is None else stream
-    self.interactive = getattr(self.stream, "isatty", lambda: False)()
-    self.interval_s = min_interval_s if self.interactive else log_interval_s
-    self.done = 0
-    self.start = time.monotonic()
-    self._last = -float("inf")
-    self._printed = None  # `done` when the line was last printed
-
-  def update(self, done: int) -> None:
-    self.done = done
-    now = time.monotonic()
-    if now - self._last >= self.interval_s or done == self.total:
-      self._last = now
-      self._print(now)
-
-  def _print(self, now: float) -> None:
-    self._printed = self.done
-    elapsed = now - self.start
-    rate = self.done / elapsed if elapsed > 0 else 0.0
-    line = f"{self.label}: {self.done}"
-    if self.total:
-      line += f"/{self.total} frames ({100 * self.done / self.total:3.0f}%)"
-      if rate > 0:
-        line += f"  {rate:.2f} frames/s  ETA {_hms((self.total - self.done) / rate)}"
-    else:
-      line += f" frames  {rate:.2f} frames/s"
-    line += f"  elapsed {_hms(elapsed)}"
-    self.stream.write("\r" + line + "   " if self.interactive else line + "\n")
-    self.stream.flush()
-
-  def finish(self) -> None:
-    """Prints the final state and ends the line (if anything was printed)."""
-    if self._printed is None:
-      return
-    if self._printed != self.done:
-      self._print(time.monotonic())
-    if self.interactive:
-      self.stream.write("\n")
-      self.stream.flush()
-
-
-def _hms(seconds: float) -> str:
-  seconds = int(round(seconds))
-  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -252,7 +195,7 @@ def run(args: argparse.Namespace) -> None:
         f"{total if total is not None else '?'} frames, fps {source.fps or '-'}) -> "
         f"{args.output}", file=sys.stderr)
 
-  progress = Progress(total)
+  progress = Progress(total, "deblur")
   try:
     with source, FrameSink(args.output, fps=source.fps or DEFAULT_FPS,
                            overwrite=args.overwrite) as sink:

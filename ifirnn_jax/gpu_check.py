@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from data_pipeline import files
+
 ROOT = Path(__file__).resolve().parents[1]
 # Share of the whole budget each stage may use (the rest is start-up and slack).
 SHARES = {"parity": 0.1, "inference_float32": 0.18, "inference_bfloat16": 0.13,
@@ -34,12 +36,6 @@ SHARES = {"parity": 0.1, "inference_float32": 0.18, "inference_bfloat16": 0.13,
 TINY_WIDTHS = "4,6,8,4,1"
 # Of the train stage: training, then SIGTERM's grace to finish a save, then evaluation.
 TRAIN_SHARE, GRACE_SHARE, EVALUATION_SHARE = 0.6, 0.1, 0.3
-
-
-def _write_atomic(path: Path, text: str) -> None:
-  temporary = path.with_name(path.name + ".tmp")
-  temporary.write_text(text)
-  os.replace(temporary, path)
 
 
 def parity(small: bool) -> dict[str, Any]:
@@ -176,7 +172,7 @@ def run(out: Path, seconds: float) -> dict[str, Any]:
       "backend": backend, "device": str(jax.devices()[0]), "jax": jax.__version__,
       "budget_s": seconds, "tiny_sizes": small, "stages": {}}
   json_path = out / "gpu_check.json"
-  save = lambda: _write_atomic(json_path, json.dumps(report, indent=1))  # noqa: E731
+  save = lambda: files.write_json_atomic(json_path, report, indent=1)  # noqa: E731
   save()
   commands = _stage_commands(small, out, has_torch and not small)
   commands["parity"] = [sys.executable, "-m", "ifirnn_jax.gpu_check", "--parity",
@@ -201,7 +197,7 @@ def run(out: Path, seconds: float) -> dict[str, Any]:
         record["json"] = path.name if path.is_file() else None
       report["stages"][name] = record
     save()
-  _write_atomic(out / "gpu_check.md", markdown(report))
+  files.write_text_atomic(out / "gpu_check.md", markdown(report))
   return report
 
 

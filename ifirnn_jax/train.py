@@ -33,7 +33,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from data_pipeline import layouts, loaders, termination
+from data_pipeline import files, layouts, loaders, termination
 from ifirnn_jax import checkpoint as ckpt
 from ifirnn_jax import cpu_devices, default_config, evaluate, layers, losses, writers
 from ifirnn_jax.models import IFIRNN, Params
@@ -280,7 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = jax.jit(init_state, out_shardings=replicated)(params)
   start_step = int(jax.device_get(state.step))
   if is_main:  # after the resume, so a refused workdir keeps its config.json
-    ckpt.write_json_atomic(workdir_path / "config.json", config.to_dict())
+    files.write_json_atomic(workdir_path / "config.json", config.to_dict())
     writer.write_hparams({k: v for k, v in config.to_dict().items()
                           if isinstance(v, (int, float, str, bool))})
 
@@ -338,7 +338,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         writer.write_scalars(step, scalars)  # the one steps/s of this report
         if step < num_steps:
           logging.info("step %d/%d (%.0f%%), ETA %s", step, num_steps, 100 * step / num_steps,
-                       _hms((num_steps - step) / steps_per_sec))
+                       files.hms((num_steps - step) / steps_per_sec))
         history, last_log_time, last_log_step = [], now, step
 
       if step % config.eval_every_steps == 0 or step == num_steps:
@@ -388,11 +388,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       path = evaluate.write_before_after(summary.example, workdir_path / "before_after.png")
       print(f"before/after image: {path}")
   return summary.as_dict()
-
-
-def _hms(seconds: float) -> str:
-  seconds = int(round(seconds))
-  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _host_params(params: Params) -> Params:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from flax import traverse_util
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from data_pipeline import files
 from ifirnn_jax.models import IFIRNN, RUNTIME_FIELDS, Params
 
 FORMAT = "ifirnn-jax/1"
@@ -123,17 +123,8 @@ def save_weights(params: Params, path: str | os.PathLike, model: IFIRNN | None =
     metadata["model"] = json.dumps(model.description())
   state = to_torch_state_dict(params)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-  os.close(fd)
-  try:
-    save_file(state, tmp, metadata=metadata)
-    umask = os.umask(0o022)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
+  with files.atomic_path(path) as temporary:
+    save_file(state, str(temporary), metadata=metadata)
   return path
 
 

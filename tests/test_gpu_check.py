@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_gpu_check_writes_json_and_table_within_budget(tmp_path):
-  """Every stage runs at tiny size on this CPU (about 70 s idle); 150 s leaves slack."""
-  out, budget = tmp_path / "out", 150
+  """Every stage runs at tiny size on this CPU (about 70 s idle); the large budget only
+  gives a busy machine slack: at tiny size no stage runs out its share."""
+  out, budget = tmp_path / "out", 400
   start = time.perf_counter()
   env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
   result = subprocess.run(["bash", "launch/gpu_check.sh", str(out), str(budget)], cwd=ROOT,

@@ -1,0 +1,138 @@
+"""File and console utilities of every module: atomic writes, natural order, progress.
+
+At the bottom of the house: imports nothing of this project, so `data_pipeline` and
+`ifirnn_jax` both use it.
+
+* Atomic writes: the content goes to a temporary file beside the target, which is
+  renamed onto it once complete, with the mode a plain `open` would give (0o666 less
+  the umask; `tempfile.mkstemp` makes 0o600). A reader never sees half a file and a
+  failure leaves the old file as it was.
+* `natural_sort_key`: "frame2" before "frame10".
+* `Progress`: done/total, rate and ETA on stderr; one line rewriting itself on a
+  terminal, a new line every few seconds in a log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def umask() -> int:
+  """The process umask (reading it means setting it: it is put straight back)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def file_mode() -> int:
+  """The mode `open(path, "w")` gives a new file: 0o666 less the process umask."""
+  return 0o666 & ~umask()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+  """A temporary path beside `path` to write to; renamed onto `path` when the block ends
+  without an error, removed when it raises. `suffix` keeps the extension a writer
+  may need (e.g. ".png")."""
+  path = Path(path)
+  fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+  os.close(fd)
+  try:
+    yield Path(temporary)
+    os.chmod(temporary, file_mode())
+    os.replace(temporary, path)
+  except BaseException:
+    Path(temporary).unlink(missing_ok=True)
+    raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+  """Writes `data` to `path` atomically (creating its folder); returns the path."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with atomic_path(path) as temporary:
+    temporary.write_bytes(data)
+  return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+  """Writes `text` (UTF-8) to `path` atomically (creating its folder)."""
+  return write_bytes_atomic(path, text.encode())
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, indent: int = 2) -> Path:
+  """Writes `data` as JSON (values JSON cannot hold as their str) to `path` atomically."""
+  return write_text_atomic(path, json.dumps(data, indent=indent, default=str) + "\n")
+
+
+def natural_sort_key(name: str) -> tuple:
+  """Sort key ordering the digit runs of `name` by value: f2.png before f10.png."""
+  return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+               for part in re.split(r"(\d+)", name) if part)
+
+
+def hms(seconds: float) -> str:
+  """Seconds as H:MM:SS."""
+  seconds = int(round(seconds))
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+  """`label: done/total unit (pct)  rate unit/s  ETA h:mm:ss  elapsed h:mm:ss` on stderr.
+
+  On a terminal one line rewrites itself (every `min_interval_s`); elsewhere (a log
+  file) a new line is written every `log_interval_s`. `total` None: count and rate only.
+  """
+
+  def __init__(self, total: int | None, label: str, unit: str = "frames",
+               stream: TextIO | None = None, min_interval_s: float = 0.5,
+               log_interval_s: float = 10.0):
+    self.total, self.label, self.unit = total, label, unit
+    self.stream = sys.stderr if stream is None else stream
+    self.interactive = getattr(self.stream, "isatty", lambda: False)()
+    self.interval_s = min_interval_s if self.interactive else log_interval_s
+    self.done = 0
+    self.start = time.monotonic()
+    self._last = -float("inf")
+    self._printed: int | None = None  # `done` when the line was last printed
+
+  def update(self, done: int) -> None:
+    self.done = done
+    now = time.monotonic()
+    if now - self._last >= self.interval_s or done == self.total:
+      self._last = now
+      self._print(now)
+
+  def _print(self, now: float) -> None:
+    self._printed = self.done
+    elapsed = now - self.start
+    rate = self.done / elapsed if elapsed > 0 else 0.0
+    line = f"{self.label}: {self.done}"
+    if self.total:
+      line += f"/{self.total} {self.unit} ({100 * self.done / self.total:3.0f}%)"
+      if rate > 0:
+        line += f"  {rate:.2f} {self.unit}/s  ETA {hms((self.total - self.done) / rate)}"
+    else:
+      line += f" {self.unit}  {rate:.2f} {self.unit}/s"
+    line += f"  elapsed {hms(elapsed)}"
+    self.stream.write("\r" + line + "   " if self.interactive else line + "\n")
+    self.stream.flush()
+
+  def finish(self) -> None:
+    """Prints the final state and ends the line (if anything was printed)."""
+    if self._printed is None:
+      return
+    if self._printed != self.done:
+      self._print(time.monotonic())
+    if self.interactive:
+      self.stream.write("\n")
+      self.stream.flush()
