@@ -82,6 +82,27 @@ def deblur_frames(model: IFIRNN, params: Any, frames: Iterable[np.ndarray], *,
       yield tiling.merge(np.asarray(out), grid, weights)
 
 
+class LatestFrame:
+  """Iterates `frames`, keeping a reference to the frame it yielded last, and no other.
+
+  `deblur_frames` draws one frame per output, so after output t `latest` is input t:
+  the input is at hand for --compare without buffering the stream (itertools.tee
+  would hold up to 57 frames, its link size, alive).
+  """
+
+  def __init__(self, frames: Iterable[np.ndarray]):
+    self._frames = iter(frames)
+    self.latest: np.ndarray | None = None
+
+  def __iter__(self) -> LatestFrame:
+    return self
+
+  def __next__(self) -> np.ndarray:
+    self.latest = None  # released before the next frame is read
+    self.latest = next(self._frames)
+    return self.latest
+
+
 def to_uint8(frame: np.ndarray) -> np.ndarray:
   """float [H, W, 3] -> uint8, clipped and rounded as `metrics.quantize`."""
   return np.asarray(metrics.quantize(frame)).astype(np.uint8)
@@ -256,11 +277,10 @@ def run(args: argparse.Namespace) -> None:
   try:
     with source, FrameSink(args.output, fps=source.fps or DEFAULT_FPS,
                            overwrite=args.overwrite) as sink:
-      # Two views of one stream (tee buffers at most one frame between them).
-      frames, originals = itertools.tee(itertools.islice(source, args.max_frames))
+      frames = LatestFrame(itertools.islice(source, args.max_frames))
       outputs = deblur_frames(model, params, frames, iterations=iterations, grid=grid,
                               adaptive=args.adaptive)
-      for done, (original, out) in enumerate(zip(originals, outputs), start=1):
+      for done, out in enumerate(outputs, start=1):
         if not np.isfinite(out).all():
           raise ValueError(
               f"{args.input}: the model's output is not finite at frame {done}: its hidden "
@@ -268,7 +288,7 @@ def run(args: argparse.Namespace) -> None:
               f"videos); nothing was written to {args.output}")
         frame = to_uint8(out)
         if args.compare:
-          frame = np.concatenate([labels.label_in_place(original, "input"),
+          frame = np.concatenate([labels.label_in_place(frames.latest, "input"),
                                   labels.label_in_place(frame, f"{model.name} N={iterations}")],
                                  axis=1)
         sink.write(frame)
