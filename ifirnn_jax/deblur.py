@@ -5,10 +5,12 @@
     python -m ifirnn_jax.deblur --input big.mp4 --output cmp.mp4 --weights w.safetensors \\
         --compare --tile-size 512 --tile-overlap 32 --max-frames 100
 
-Frames are streamed one at a time through `IFIRNN.step` (memory does not grow with the
-video's length); the output keeps the input's frame rate, frame count and size, and is
-written atomically (it appears only when complete). Outputs are clipped to [0, 1] and
-rounded to 8 bits, exactly as `ifirnn_jax.metrics` scores them. Frames larger than
+Frames are streamed one at a time through `IFIRNN.step`, and no frame outlives its
+turn: peak memory does not grow with the video's length (the command also gives
+frame-sized blocks back to the system when freed, `ifirnn_jax.glibc_malloc`). The output
+keeps the input's frame rate, frame count and size, and is written atomically (it
+appears only when complete). Outputs are clipped to [0, 1] and rounded to 8 bits,
+exactly as `ifirnn_jax.metrics` scores them. Frames larger than
 1920x1088 pixels (or any frame, with --tile-size) are deblurred in overlapping tiles,
 each tile carrying its own hidden state from frame to frame, blended without seams
 (`ifirnn_jax.tiling`).
@@ -34,7 +36,7 @@ import numpy as np
 from data_pipeline import outputs, termination
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, open_frames
-from ifirnn_jax import cli, labels, metrics, tiling
+from ifirnn_jax import cli, glibc_malloc, labels, metrics, tiling
 from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS
 from ifirnn_jax.weights import WeightsError, load_model
 
@@ -304,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
   except SystemExit as e:  # --help, or a usage error (already printed, status 2)
     return int(e.code or 0)
+  glibc_malloc.fix_mmap_threshold()  # frame-sized buffers go back when freed (constant RSS)
   with warnings.catch_warnings():
     # ffmpeg runs as a subprocess (fork + exec at once, no Python code in the child),
     # which JAX's blanket warning about os.fork() does not concern.
