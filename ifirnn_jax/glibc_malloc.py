@@ -5,12 +5,13 @@ unmaps it when it is freed. By default the threshold moves: freeing such a block
 the threshold to that block's size (up to 32 MiB). Once XLA:CPU has freed its first
 frame-sized buffers, later ones come from the heap arenas instead, where freed space
 stays resident and fragments, so a process deblurring a video grows over its first
-hundred frames (docs/benchmarks.md, "Memory of deblur over video length"). Setting the
-threshold once turns that adjustment off: large blocks go back to the kernel when freed,
-and the resident set follows what is alive.
+hundred frames. Setting the threshold once turns that adjustment off: large blocks go
+back to the kernel when freed, and the resident set follows what is alive.
 
-With 2 MiB transparent huge pages (`ifirnn_jax.huge_pages`) a fresh mapping costs one
-page fault per 2 MiB, so giving large blocks back is cheap.
+The price is page faults: each large block is faulted in afresh at every use
+(docs/benchmarks.md, "Memory of deblur over video length", has the figures). Only the
+deblur command sets it; training keeps glibc's default (`ifirnn_jax.huge_pages` covers
+its buffers).
 """
 
 from __future__ import annotations
