@@ -10,10 +10,9 @@ turn: peak memory does not grow with the video's length (the command also gives
 frame-sized blocks back to the system when freed, `ifirnn_jax.glibc_malloc`). The output
 keeps the input's frame rate, frame count and size, and is written atomically (it
 appears only when complete). Outputs are clipped to [0, 1] and rounded to 8 bits,
-exactly as `ifirnn_jax.metrics` scores them. Frames larger than
-1920x1088 pixels (or any frame, with --tile-size) are deblurred in overlapping tiles,
-each tile carrying its own hidden state from frame to frame, blended without seams
-(`ifirnn_jax.tiling`).
+exactly as `ifirnn_jax.metrics` scores them. Frames larger than 1920x1088 pixels (or
+any frame, with --tile-size) are deblurred in overlapping tiles, each tile carrying its
+own hidden state from frame to frame, blended without seams (`ifirnn_jax.tiling`).
 
 Exit status: 0 done, 2 bad input (message `error: ...` on stderr), 130 interrupted
 (Ctrl-C), 143 terminated (SIGTERM); either way no partial output is left behind.
