@@ -5,13 +5,14 @@
     python -m ifirnn_jax.deblur --input big.mp4 --output cmp.mp4 --weights w.safetensors \\
         --compare --tile-size 512 --tile-overlap 32 --max-frames 100
 
-Frames are streamed one at a time through `IFIRNN.step` (memory does not grow with the
-video's length); the output keeps the input's frame rate, frame count and size, and is
-written atomically (it appears only when complete). Outputs are clipped to [0, 1] and
-rounded to 8 bits, exactly as `ifirnn_jax.metrics` scores them. Frames larger than
-1920x1088 pixels (or any frame, with --tile-size) are deblurred in overlapping tiles,
-each tile carrying its own hidden state from frame to frame, blended without seams
-(`ifirnn_jax.tiling`).
+Frames are streamed one at a time through `IFIRNN.step`, and no frame outlives its
+turn: peak memory does not grow with the video's length (the command also gives
+frame-sized blocks back to the system when freed, `ifirnn_jax.glibc_malloc`). The output
+keeps the input's frame rate, frame count and size, and is written atomically (it
+appears only when complete). Outputs are clipped to [0, 1] and rounded to 8 bits,
+exactly as `ifirnn_jax.metrics` scores them. Frames larger than 1920x1088 pixels (or
+any frame, with --tile-size) are deblurred in overlapping tiles, each tile carrying its
+own hidden state from frame to frame, blended without seams (`ifirnn_jax.tiling`).
 
 Exit status: 0 done, 2 bad input (message `error: ...` on stderr), 130 interrupted
 (Ctrl-C), 143 terminated (SIGTERM); either way no partial output is left behind.
@@ -34,7 +35,7 @@ from data_pipeline import outputs, termination
 from data_pipeline.files import Progress
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, open_frames
-from ifirnn_jax import cli, labels, metrics, tiling
+from ifirnn_jax import cli, glibc_malloc, labels, metrics, tiling
 from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS
 from ifirnn_jax.weights import WeightsError, load_model
 
@@ -80,6 +81,27 @@ def deblur_frames(model: IFIRNN, params: Any, frames: Iterable[np.ndarray], *,
       out, state = model.step(params, tiling.split(x, grid), state, iterations=iterations,
                               adaptive=adaptive)
       yield tiling.merge(np.asarray(out), grid, weights)
+
+
+class LatestFrame:
+  """Iterates `frames`, keeping a reference to the frame it yielded last, and no other.
+
+  `deblur_frames` draws one frame per output, so after output t `latest` is input t:
+  the input is at hand for --compare without buffering the stream (itertools.tee
+  would hold up to 57 frames, its link size, alive).
+  """
+
+  def __init__(self, frames: Iterable[np.ndarray]):
+    self._frames = iter(frames)
+    self.latest: np.ndarray | None = None
+
+  def __iter__(self) -> LatestFrame:
+    return self
+
+  def __next__(self) -> np.ndarray:
+    self.latest = None  # released before the next frame is read
+    self.latest = next(self._frames)
+    return self.latest
 
 
 def to_uint8(frame: np.ndarray) -> np.ndarray:
@@ -199,11 +221,10 @@ def run(args: argparse.Namespace) -> None:
   try:
     with source, FrameSink(args.output, fps=source.fps or DEFAULT_FPS,
                            overwrite=args.overwrite) as sink:
-      # Two views of one stream (tee buffers at most one frame between them).
-      frames, originals = itertools.tee(itertools.islice(source, args.max_frames))
+      frames = LatestFrame(itertools.islice(source, args.max_frames))
       outputs = deblur_frames(model, params, frames, iterations=iterations, grid=grid,
                               adaptive=args.adaptive)
-      for done, (original, out) in enumerate(zip(originals, outputs), start=1):
+      for done, out in enumerate(outputs, start=1):
         if not np.isfinite(out).all():
           raise ValueError(
               f"{args.input}: the model's output is not finite at frame {done}: its hidden "
@@ -211,7 +232,7 @@ def run(args: argparse.Namespace) -> None:
               f"videos); nothing was written to {args.output}")
         frame = to_uint8(out)
         if args.compare:
-          frame = np.concatenate([labels.label_in_place(original, "input"),
+          frame = np.concatenate([labels.label_in_place(frames.latest, "input"),
                                   labels.label_in_place(frame, f"{model.name} N={iterations}")],
                                  axis=1)
         sink.write(frame)
@@ -227,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
   except SystemExit as e:  # --help, or a usage error (already printed, status 2)
     return int(e.code or 0)
+  glibc_malloc.fix_mmap_threshold()  # frame-sized buffers go back when freed (constant RSS)
   with warnings.catch_warnings():
     # ffmpeg runs as a subprocess (fork + exec at once, no Python code in the child),
     # which JAX's blanket warning about os.fork() does not concern.

@@ -9,10 +9,14 @@ Each child's peak resident set size is read by a small wrapper process, from its
 RUSAGE_CHILDREN: the child's ru_maxrss also counts the memory of the process it was
 spawned from (vfork shares it until exec), so spawning deblur straight from this test
 process would report this (large) process's peak instead.
+
+The bound behind it is also checked exactly, in-process: while deblur writes frame t,
+no decoded input frame before t and no written frame before t is still alive.
 """
 
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -22,6 +26,7 @@ import pytest
 
 import ifirnn_jax as ifr
 from data_pipeline.video import FrameSink
+from ifirnn_jax import deblur
 
 REPO = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH, FRAMES = 160, 240, 150
@@ -78,3 +83,64 @@ def test_peak_memory_for_150_frames_is_within_10_percent_of_15(tmp_path):
     assert iio.imread(written[-1]).shape == (HEIGHT, WIDTH, 3)
   print(f"peak RSS: 15 frames {peaks[15]:.3f} MiB, {FRAMES} frames {peaks[FRAMES]:.3f} MiB")
   assert peaks[FRAMES] <= 1.10 * peaks[15], peaks
+
+
+class TrackedSource:
+  """A frame source whose yielded frames are watched through weak references."""
+
+  def __init__(self, source):
+    self.source = source
+    self.yielded = []  # weakref.ref per frame, in order
+
+  def __getattr__(self, name):
+    return getattr(self.source, name)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    self.source.close()
+
+  def __iter__(self):
+    for frame in self.source:
+      self.yielded.append(weakref.ref(frame))
+      yield frame
+
+
+@pytest.mark.parametrize("compare", [False, True])
+def test_deblur_releases_each_frame_before_it_writes_the_next(tmp_path, monkeypatch, compare):
+  count, height, width = 24, 16, 24
+  model = ifr.IFIRNN(cells=1, iterations=1, n1=4, n2=6, n3=8, nh=4, num_resblocks=1)
+  weights = ifr.save_weights(model.init(jax.random.key(0)), tmp_path / "tiny.safetensors",
+                             model=model)
+  video = tmp_path / "in.mp4"
+  with FrameSink(video, fps=30) as sink:
+    for frame in synthetic_frames(count):
+      sink.write(np.ascontiguousarray(frame[:height, :width]))
+
+  sources = []
+  real_open_frames = deblur.open_frames
+
+  def tracked_open_frames(path):
+    sources.append(TrackedSource(real_open_frames(path)))
+    return sources[-1]
+  monkeypatch.setattr(deblur, "open_frames", tracked_open_frames)
+
+  written = []  # weakref.ref per frame given to the sink
+  alive = []  # (inputs before t alive, written frames before t alive) at write t
+  real_write = FrameSink.write
+
+  def write(self, frame):
+    inputs = sources[0].yielded
+    assert len(inputs) == self.num_written + 1  # one frame decoded per frame written
+    alive.append((sum(r() is not None for r in inputs[:-1]),
+                  sum(r() is not None for r in written)))
+    written.append(weakref.ref(frame))
+    real_write(self, frame)
+  monkeypatch.setattr(FrameSink, "write", write)
+
+  status = deblur.main(["--input", str(video), "--output", str(tmp_path / "out"),
+                        "--weights", str(weights)] + (["--compare"] if compare else []))
+  assert status == 0
+  assert len(alive) == count
+  assert alive == [(0, 0)] * count, alive
