@@ -1,25 +1,13 @@
-"""Streaming deblur: peak memory does not grow with the video's length.
+"""Streaming deblur holds a bounded number of frames, whatever the video's length.
 
-`python -m ifirnn_jax.deblur` runs in a child process twice on one 150-frame video,
-once stopped after 15 frames. At 160x240, holding the 135 extra float32 output frames
-would add about 62 MB (some 18% of the ~340 MB a JAX process needs); the allowance is
-10%.
-
-Each child's peak resident set size is read by a small wrapper process, from its
-RUSAGE_CHILDREN: the child's ru_maxrss also counts the memory of the process it was
-spawned from (vfork shares it until exec), so spawning deblur straight from this test
-process would report this (large) process's peak instead.
-
-The bound behind it is also checked exactly, in-process: while deblur writes frame t,
-no decoded input frame before t and no written frame before t is still alive.
+Checked exactly, in-process: while deblur writes frame t, no decoded input frame before
+t and no written frame before t is still alive. Peak memory itself is measured by
+`python -m ifirnn_jax.benchmark --mode memory` (docs/benchmarks.md), not asserted here.
 """
 
-import subprocess
-import sys
 import weakref
 from pathlib import Path
 
-import imageio.v3 as iio
 import jax
 import numpy as np
 import pytest
@@ -37,52 +25,6 @@ def synthetic_frames(count: int) -> list[np.ndarray]:
   y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
   return [np.stack([(3 * x + 5 * t) % 256, (2 * y + 3 * t) % 256, (x + y + 7 * t) % 256],
                    axis=-1).astype(np.uint8) for t in range(count)]
-
-
-# Runs argv[2:], then writes its peak RSS (KiB) to argv[1]; exits with its status.
-_PEAK_RSS_WRAPPER = """
-import resource, subprocess, sys
-status = subprocess.call(sys.argv[2:])
-with open(sys.argv[1], "w") as f:
-  f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
-sys.exit(status)
-"""
-
-
-def run_deblur(args: list[str], log: Path) -> tuple[int, float]:
-  """Runs the deblur CLI in a child process; returns (exit status, its peak RSS in MiB)."""
-  peak = log.with_suffix(".peak")
-  with open(log, "wb") as output:
-    result = subprocess.run(
-        [sys.executable, "-c", _PEAK_RSS_WRAPPER, str(peak),
-         sys.executable, "-m", "ifirnn_jax.deblur", *args],
-        cwd=REPO, stdout=output, stderr=subprocess.STDOUT, check=False)
-  return result.returncode, int(peak.read_text()) / 1024  # ru_maxrss: KiB on Linux
-
-
-@pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:os.fork")
-def test_peak_memory_for_150_frames_is_within_10_percent_of_15(tmp_path):
-  model = ifr.IFIRNN(cells=2, iterations=2, n1=4, n2=6, n3=8, nh=4, num_resblocks=1)
-  weights = ifr.save_weights(model.init(jax.random.key(0)), tmp_path / "tiny.safetensors",
-                             model=model)
-  video = tmp_path / "long.mp4"
-  with FrameSink(video, fps=30) as sink:
-    for frame in synthetic_frames(FRAMES):
-      sink.write(frame)
-
-  peaks = {}
-  for count in (15, FRAMES):
-    out = tmp_path / f"out_{count}"
-    status, peaks[count] = run_deblur(
-        ["--input", str(video), "--output", str(out), "--weights", str(weights),
-         "--max-frames", str(count)], tmp_path / f"log_{count}.txt")
-    assert status == 0, (tmp_path / f"log_{count}.txt").read_text()
-    written = sorted(out.glob("*.png"))
-    assert len(written) == count
-    assert iio.imread(written[-1]).shape == (HEIGHT, WIDTH, 3)
-  print(f"peak RSS: 15 frames {peaks[15]:.3f} MiB, {FRAMES} frames {peaks[FRAMES]:.3f} MiB")
-  assert peaks[FRAMES] <= 1.10 * peaks[15], peaks
 
 
 class TrackedSource:
