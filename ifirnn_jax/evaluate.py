@@ -35,361 +35,23 @@ SIGTERM.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import functools
-import io
-import json
 import os
 import sys
 import tempfile
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-import jax
 import numpy as np
 
-from data_pipeline import eval_pipeline, image_io, layouts, outputs
-from ifirnn_jax import cli, metrics
-from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS, Params, pad_to_multiple_of_4
-
-
-class EvalError(ValueError):
-  """Evaluation that cannot run: bad options, unwritable output, nothing to score."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Setting:
-  """One inference setting: N iterations, fixed or adaptive (gate kept, greedy)."""
-
-  iterations: int
-  adaptive: bool = False
-
-  @property
-  def label(self) -> str:
-    """'N=3', or 'adaptive N<=3'."""
-    return f"adaptive N<={self.iterations}" if self.adaptive else f"N={self.iterations}"
-
-  @property
-  def slug(self) -> str:
-    """A file-name-safe label: 'N3', 'adaptive'."""
-    return "adaptive" if self.adaptive else f"N{self.iterations}"
-
-
-@dataclasses.dataclass
-class EvalSummary:
-  """Frame-averaged results over all scored frames, plus per-sequence rows.
-
-  iterations: N (the maximum N for an adaptive setting); mean_iterations: iterations
-  run per scored frame, averaged (N for a fixed setting). frame_rows: one dict per
-  scored frame (sequence, frame, psnr, ssim, blurry_psnr, blurry_ssim, iterations),
-  in evaluation order; not part of `as_dict`.
-  """
-
-  psnr: float
-  ssim: float
-  blurry_psnr: float
-  blurry_ssim: float
-  frames: int
-  frames_per_second: float
-  iterations: int
-  sequences: list[dict[str, Any]]
-  example: dict[str, np.ndarray] | None = None  # uint8 [H, W, 3] blurry / output / sharp
-  mean_iterations: float | None = None
-  adaptive: bool = False
-  frame_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-
-  def __post_init__(self):
-    if self.mean_iterations is None:
-      self.mean_iterations = float(self.iterations)
-
-  @property
-  def ms_per_frame(self) -> float:
-    return 1000.0 / self.frames_per_second if self.frames_per_second > 0 else float("nan")
-
-  @property
-  def setting(self) -> Setting:
-    return Setting(self.iterations, self.adaptive)
-
-  def as_dict(self) -> dict[str, Any]:
-    d = dataclasses.asdict(self)
-    d.pop("example")
-    d.pop("frame_rows")
-    d["ms_per_frame"] = self.ms_per_frame
-    return d
-
-
-# ------------------------------------------------------------------ evaluation
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _adaptive_step(model: IFIRNN, params: Params, frame: jax.Array, state: jax.Array,
-                   iterations: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """`model.step(..., adaptive=True)` on one [H, W, 3] frame, plus the iterations run.
-
-  Returns (L_t [H, W, 3], h_t, number of iterations the gate ran: float32 scalar).
-  """
-  h, w = frame.shape[:2]
-  out, hidden, trace = model.apply_sequence(
-      params, pad_to_multiple_of_4(frame[None, None]), hidden=state[None],
-      iterations=iterations, gate_mode="greedy")
-  return out[0, 0, :h, :w], hidden[0], trace.iterations[0, 0]
-
-
-def _run_step(model: IFIRNN, params: Params, frame: np.ndarray, state: jax.Array,
-              setting: Setting) -> tuple[jax.Array, jax.Array, Any]:
-  if setting.adaptive:
-    return _adaptive_step(model, params, frame, state, setting.iterations)
-  output, state = model.step(params, frame, state, iterations=setting.iterations)
-  return output, state, setting.iterations
-
-
-class _Tally:
-  """Running scores and timing of one setting."""
-
-  def __init__(self, setting: Setting):
-    self.setting = setting
-    self.rows: list[dict[str, Any]] = []        # per sequence
-    self.frame_rows: list[dict[str, Any]] = []  # per scored frame
-    self.timed_frames, self.timed_seconds = 0, 0.0
-    self.example = None
-
-  def summary(self) -> EvalSummary:
-    f = self.frame_rows
-    return EvalSummary(
-        psnr=_mean(r["psnr"] for r in f), ssim=_mean(r["ssim"] for r in f),
-        blurry_psnr=_mean(r["blurry_psnr"] for r in f),
-        blurry_ssim=_mean(r["blurry_ssim"] for r in f),
-        frames=len(f), iterations=self.setting.iterations, sequences=self.rows,
-        example=self.example, mean_iterations=_mean(r["iterations"] for r in f),
-        adaptive=self.setting.adaptive, frame_rows=f,
-        frames_per_second=(self.timed_frames / self.timed_seconds if self.timed_seconds
-                           else float("nan")))
-
-
-def _mean(values: Iterable[float]) -> float:
-  return float(np.mean(np.asarray(list(values), np.float64)))
-
-
-def evaluate_settings(model: IFIRNN, params: Params, sequences: Sequence[Any],
-                      settings: Sequence[Setting], *, skip_first: int = 4,
-                      skip_last: int = 1, max_sequences: int = -1, max_frames: int = -1,
-                      save_dir: str | os.PathLike | None = None,
-                      keep_example: bool = False, progress: bool = False) -> list[EvalSummary]:
-  """Evaluates several inference settings in one pass over the data.
-
-  Each frame is read once and stepped through every setting, each with its own hidden
-  state; frames [skip_first, T - skip_last) of each sequence are scored.
-
-  Args:
-    model, params: the network.
-    sequences: paired `layouts.Sequence`s.
-    settings: the inference settings; adaptive ones need a gated model.
-    max_sequences / max_frames: -1 for all (shorter validation during training).
-    save_dir: writes <save_dir>/<seq>/<frame name>.png for a single setting, and
-      <save_dir>/<setting slug>/<seq>/<frame name>.png for several.
-    keep_example: keep one middle frame (blurry, output, sharp) per setting.
-    progress: per-sequence progress with ETA on stderr.
-
-  Returns:
-    One EvalSummary per setting, in the order of `settings`.
-  """
-  if not settings:
-    raise EvalError("no inference setting to evaluate")
-  for setting in settings:
-    if setting.iterations < 1:
-      raise EvalError(f"iterations must be >= 1, got {setting.iterations}")
-    if setting.adaptive and not model.gated:
-      raise EvalError(f"adaptive inference needs a gated ('-reg') model; "
-                      f"{model.name} has no gate")
-  if skip_first < 0 or skip_last < 0:
-    raise EvalError(f"skip_first and skip_last must be >= 0, got {skip_first}, {skip_last}")
-  sequences = list(sequences)
-  if max_sequences > 0:
-    sequences = sequences[:max_sequences]
-  tallies = [_Tally(s) for s in settings]
-  save_dirs = [None if save_dir is None else
-               Path(save_dir) if len(settings) == 1 else Path(save_dir) / s.slug
-               for s in settings]
-  lengths = [s.num_frames if max_frames <= 0 else min(s.num_frames, max_frames)
-             for s in sequences]
-  start, done = time.perf_counter(), 0
-  for index, (sequence, length) in enumerate(zip(sequences, lengths)):
-    scored = range(skip_first, max(skip_first, length - skip_last))
-    states = [None] * len(settings)
-    seq_start = [len(t.frame_rows) for t in tallies]
-    for t, (name, blur, sharp) in enumerate(eval_pipeline.iter_eval_frames(sequence)):
-      if t >= length:
-        break
-      score = t in scored and sharp is not None
-      if score:
-        bp, bs = (float(v) for v in metrics.psnr_ssim(blur, sharp))
-      for k, (tally, setting) in enumerate(zip(tallies, settings)):
-        if states[k] is None:
-          states[k] = model.initial_state(*blur.shape[:2])
-        tick = time.perf_counter()
-        output, states[k], iterations = _run_step(model, params, blur, states[k], setting)
-        output = np.asarray(output)  # waits for the device
-        if not np.isfinite(output).all():
-          raise EvalError(f"{sequence.name}/{name}: the model's output is not finite (its "
-                          f"hidden state diverged after {t + 1} frames; a model trained on "
-                          f"short clips can be unstable on long sequences)")
-        if t > 0:  # the first frame of a sequence includes compilation
-          tally.timed_frames += 1
-          tally.timed_seconds += time.perf_counter() - tick
-        if save_dirs[k] is not None:
-          _save_frame(save_dirs[k] / sequence.name / name, output)
-        if not score:
-          continue
-        p, s = (float(v) for v in metrics.psnr_ssim(output, sharp))
-        tally.frame_rows.append(dict(sequence=sequence.name, frame=name, psnr=p, ssim=s,
-                                     blurry_psnr=bp, blurry_ssim=bs,
-                                     iterations=float(iterations)))
-        if keep_example and tally.example is None and t == scored.start + len(scored) // 2:
-          tally.example = {key: np.asarray(metrics.quantize(v), np.uint8)
-                           for key, v in (("blurry", blur), ("output", output),
-                                          ("sharp", sharp))}
-    if not scored:
-      print(f"warning: sequence {sequence.name} not scored: its {length} frames are no more "
-            f"than skip_first + skip_last ({skip_first} + {skip_last})", file=sys.stderr)
-    for tally, first in zip(tallies, seq_start):
-      f = tally.frame_rows[first:]
-      if f:
-        tally.rows.append(dict(
-            sequence=sequence.name, frames=len(f),
-            psnr=_mean(r["psnr"] for r in f), ssim=_mean(r["ssim"] for r in f),
-            blurry_psnr=_mean(r["blurry_psnr"] for r in f),
-            blurry_ssim=_mean(r["blurry_ssim"] for r in f),
-            mean_iterations=_mean(r["iterations"] for r in f)))
-    done += length
-    if progress:
-      elapsed = time.perf_counter() - start
-      eta = elapsed / done * (sum(lengths) - done) if done else 0.0
-      print(f"  evaluated {index + 1}/{len(sequences)} sequences ({sequence.name}, "
-            f"{done}/{sum(lengths)} frames), ETA {eta:.0f}s", file=sys.stderr, flush=True)
-  if not tallies[0].frame_rows:
-    raise EvalError("no frame was scored: sequences are shorter than skip_first + skip_last "
-                    f"({skip_first} + {skip_last}) or have no sharp frames")
-  return [t.summary() for t in tallies]
-
-
-def evaluate_sequences(model: IFIRNN, params: Params, sequences: Sequence[Any], *,
-                       skip_first: int = 4, skip_last: int = 1, max_sequences: int = -1,
-                       max_frames: int = -1, iterations: int | None = None,
-                       save_dir: str | os.PathLike | None = None, keep_example: bool = False,
-                       progress: bool = False, adaptive: bool = False) -> EvalSummary:
-  """Deblurs every sequence frame by frame and scores frames [skip_first, T - skip_last).
-
-  sequences: paired `layouts.Sequence`s. max_sequences / max_frames (-1: all) shorten
-  validation during training. save_dir: writes <save_dir>/<seq>/<frame name>.png.
-  iterations: N (default: the model's). adaptive: keep a gated model's gate (greedy).
-  """
-  n = model.iterations if iterations is None else iterations
-  return evaluate_settings(model, params, sequences, [Setting(n, adaptive)],
-                           skip_first=skip_first, skip_last=skip_last,
-                           max_sequences=max_sequences, max_frames=max_frames,
-                           save_dir=save_dir, keep_example=keep_example,
-                           progress=progress)[0]
-
-
-def _save_frame(path: Path, frame: jax.Array) -> None:
-  path = path.with_suffix(".png")
-  path.parent.mkdir(parents=True, exist_ok=True)
-  image_io.write_image(path, np.asarray(metrics.quantize(frame), np.uint8))
-
-
-# ------------------------------------------------------------------ results
-def format_sweep_table(summaries: Sequence[EvalSummary], model_name: str) -> str:
-  """One row per setting: PSNR, SSIM, iterations per frame, ms per frame."""
-  lines = [f"{model_name:28s} {'PSNR (dB)':>10s} {'SSIM':>8s} {'iters/frame':>12s} "
-           f"{'ms/frame':>9s}   ({summaries[0].frames} frames)",
-           f"{'blurry input':28s} {summaries[0].blurry_psnr:10.2f} "
-           f"{summaries[0].blurry_ssim:8.4f}"]
-  for s in summaries:
-    lines.append(f"{s.setting.label:28s} {s.psnr:10.2f} {s.ssim:8.4f} "
-                 f"{s.mean_iterations:12.2f} {s.ms_per_frame:9.2f}")
-  return "\n".join(lines)
-
-
-def format_table(summary: EvalSummary, model_name: str) -> str:
-  """The console table: blurry input vs model, PSNR (dB) / SSIM over all scored frames,
-  and the mean number of iterations per frame."""
-  label = (f"{model_name} (adaptive, N<={summary.iterations})" if summary.adaptive
-           else f"{model_name} (N={summary.iterations})")
-  lines = [f"{'':28s} {'PSNR (dB)':>10s} {'SSIM':>8s} {'iters/frame':>12s}   "
-           f"({summary.frames} frames, {len(summary.sequences)} sequences)",
-           f"{'blurry input':28s} {summary.blurry_psnr:10.2f} {summary.blurry_ssim:8.4f}",
-           f"{label:28s} {summary.psnr:10.2f} {summary.ssim:8.4f} "
-           f"{summary.mean_iterations:12.2f}",
-           f"{'gain':28s} {summary.psnr - summary.blurry_psnr:+10.2f} "
-           f"{summary.ssim - summary.blurry_ssim:+8.4f}"]
-  return "\n".join(lines)
-
-
-def write_atomic(path: Path, content: str | bytes) -> Path:
-  """Writes text or bytes to a temporary file beside `path`, then renames it to `path`."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(content.encode() if isinstance(content, str) else content)
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
-  return path
-
-
-def _umask() -> int:
-  mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-  os.umask(mask)
-  return mask
-
-
-def csv_text(fields: list[str], rows: Iterable[Mapping[str, Any]]) -> str:
-  """CSV with a header line; keys of `rows` not in `fields` are left out."""
-  buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
-  writer.writeheader()
-  writer.writerows(rows)
-  return buffer.getvalue()
-
-
-def write_results(summary: EvalSummary, out_dir: str | os.PathLike, model_name: str) -> Path:
-  """<out_dir>/results.json, results.csv (per sequence + overall) and frames.csv (per
-  scored frame), each written atomically."""
-  out_dir = Path(out_dir)
-  write_atomic(out_dir / "results.json",
-                json.dumps(dict(model=model_name, **summary.as_dict()), indent=2))
-  fields = ["sequence", "frames", "psnr", "ssim", "blurry_psnr", "blurry_ssim",
-            "mean_iterations"]
-  overall = dict(sequence="ALL", frames=summary.frames, psnr=summary.psnr,
-                 ssim=summary.ssim, blurry_psnr=summary.blurry_psnr,
-                 blurry_ssim=summary.blurry_ssim, mean_iterations=summary.mean_iterations)
-  write_atomic(out_dir / "results.csv", csv_text(fields, [*summary.sequences, overall]))
-  if summary.frame_rows:
-    write_atomic(out_dir / "frames.csv", csv_text(
-        ["sequence", "frame", "psnr", "ssim", "blurry_psnr", "blurry_ssim", "iterations"],
-        summary.frame_rows))
-  return out_dir
-
-
-def write_before_after(example: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
-  """blurry | output | sharp side by side, labelled with their PSNR to sharp, as one PNG.
-
-  Panels are enlarged (nearest neighbour) to at least `labels.MIN_PANEL_HEIGHT` pixels.
-  """
-  from ifirnn_jax import labels  # pylint: disable=g-import-not-at-top
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  sharp = np.asarray(example["sharp"], np.float32) / 255
-  score = lambda key: float(metrics.psnr(np.asarray(example[key], np.float32) / 255, sharp))  # noqa: E731
-  image_io.write_image(path, labels.labelled_panels([
-      (f"blurry  PSNR {score('blurry'):.2f} dB", example["blurry"]),
-      (f"output  PSNR {score('output'):.2f} dB", example["output"]),
-      ("sharp", example["sharp"])]))
-  return path
+from data_pipeline import image_io, layouts, outputs, termination
+from data_pipeline.errors import DataError
+from ifirnn_jax import checkpoint, cli, default_config, metrics, plots, reports, weights
+from ifirnn_jax.checkpoint import CheckpointError
+from ifirnn_jax.evaluation import EvalError, FrameResult, Setting, frame_results, summarize
+from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS, Params
+from ifirnn_jax.weights import WeightsError
 
 
 # ------------------------------------------------------------------ command line
@@ -458,8 +120,20 @@ def _check_writable(folder: Path, what: str) -> None:
     raise EvalError(f"{what} {folder}: cannot be written ({e.strerror or e})") from None
 
 
+def _save_frames(results: Iterator[FrameResult], settings: Sequence[Setting],
+                 save_dir: str | None) -> Iterator[FrameResult]:
+  """Passes `results` on, writing each output frame into `save_dir` as
+  <seq>/<frame>.png, or <setting slug>/<seq>/<frame>.png for several settings."""
+  for result in results:
+    if save_dir is not None:
+      folder = Path(save_dir) / (settings[result.setting].slug if len(settings) > 1 else "")
+      path = (folder / result.sequence / result.frame).with_suffix(".png")
+      path.parent.mkdir(parents=True, exist_ok=True)
+      image_io.write_image(path, np.asarray(metrics.quantize(result.output), np.uint8))
+    yield result
+
+
 def _load(args: argparse.Namespace) -> tuple[IFIRNN, Params]:
-  from ifirnn_jax import checkpoint, default_config, weights
   if args.workdir:
     model, params = checkpoint.load_checkpoint(args.workdir, args.step, best=args.best)
   else:
@@ -516,32 +190,32 @@ def run(args: argparse.Namespace) -> None:
     _check_writable(Path(args.save_frames), "--save-frames folder")
   print(f"{model.name}: {len(sequences)} sequences, settings "
         f"{', '.join(s.label for s in settings)}", file=sys.stderr)
-  summaries = evaluate_settings(model, params, sequences, settings,
-                                skip_first=args.skip_first, skip_last=args.skip_last,
-                                save_dir=args.save_frames, progress=True)
+  results = frame_results(model, params, sequences, settings, skip_first=args.skip_first,
+                          skip_last=args.skip_last)
+  results = reports.with_progress(_save_frames(results, settings, args.save_frames),
+                                  sum(s.num_frames for s in sequences), len(settings))
+  summaries = summarize(results, settings, skip_first=args.skip_first,
+                        skip_last=args.skip_last)
   summary = summaries[primary]
-  print(format_table(summary, model.name))
+  for line in reports.unscored_warnings(summary, args.skip_first, args.skip_last):
+    print(line, file=sys.stderr)
+  print(reports.format_table(summary, model.name))
   print(f"{summary.frames_per_second:.2f} frames/s (streaming, compile excluded)")
-  write_results(summary, out, model.name)
+  reports.write_results(summary, out, model.name)
   print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / 'frames.csv'}")
   if args.sweep:
-    from ifirnn_jax import plots  # imports matplotlib; only needed here
     sizes = [image_io.read_image_size(s.blur_paths[0]) for s in sequences]
-    print(format_sweep_table(summaries, model.name))
+    print(reports.format_sweep_table(summaries, model.name))
     paths = plots.write_sweep(summaries, out, model.name, frame_sizes=sizes)
     print("sweep: " + ", ".join(str(p) for p in paths))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """The command line; returns the exit status (0, or 2 for bad input)."""
-  from data_pipeline.errors import DataError
-  from ifirnn_jax.checkpoint import CheckpointError
-  from ifirnn_jax.weights import WeightsError
   try:
     args = _parse(argv)
   except SystemExit as e:  # --help, or a usage error (already printed, status 2)
     return int(e.code or 0)
-  from data_pipeline import termination
   try:
     with termination.sigterm_as_interrupt():
       run(args)

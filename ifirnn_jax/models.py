@@ -470,12 +470,14 @@ class IFIRNN:
     return _deblur(self, params, video, n, adaptive)
 
   def step(self, params: Params, frame: Array, state: Array,
-           iterations: int | None = None, adaptive: bool = False) -> tuple[Array, Array]:
+           iterations: int | None = None, adaptive: bool = False, *,
+           with_iterations: bool = False) -> tuple[Array, ...]:
     """Streaming: one frame [H, W, 3] or [B, H, W, 3] and h_{t-1} -> (L_t, h_t).
 
     Memory is constant in the video's length; outputs equal `deblur` of the whole clip.
     `state` comes from `initial_state(H, W[, B])` for the first frame. `frame` takes
-    the dtypes and values `deblur` takes (ValueError otherwise).
+    the dtypes and values `deblur` takes (ValueError otherwise). `with_iterations`:
+    also the iterations run, float32 [] or [B] (N, or fewer where the gate stopped).
     """
     frame = as_unit_float(frame, "frame")
     if frame.ndim not in (3, 4) or frame.shape[-1] != 3:
@@ -487,7 +489,8 @@ class IFIRNN:
     if tuple(state.shape) != tuple(expected):
       raise ValueError(f"state shape {tuple(state.shape)} does not fit frames of shape "
                        f"{frame.shape}: expected {expected} (use initial_state)")
-    return _step(self, params, frame, state, n, adaptive)
+    output, hidden, iterations_run = _step(self, params, frame, state, n, adaptive)
+    return (output, hidden, iterations_run) if with_iterations else (output, hidden)
 
 
 # Integer image dtypes the user API takes, and the value that maps to 1.0.
@@ -549,14 +552,16 @@ def _deblur(model: IFIRNN, params: Params, video: Array, iterations: int,
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
 def _step(model: IFIRNN, params: Params, frame: Array, state: Array, iterations: int,
-          adaptive: bool) -> tuple[Array, Array]:
+          adaptive: bool) -> tuple[Array, Array, Array]:
   batched = frame[:, None] if frame.ndim == 4 else frame[None, None]
   hidden = state if frame.ndim == 4 else state[None]
   h, w = batched.shape[-3:-1]
-  out, new_hidden, _ = model.apply_sequence(params, pad_to_multiple_of_4(batched),
-                                            hidden=hidden, iterations=iterations,
-                                            gate_mode="greedy" if adaptive else None)
+  out, new_hidden, trace = model.apply_sequence(params, pad_to_multiple_of_4(batched),
+                                                hidden=hidden, iterations=iterations,
+                                                gate_mode="greedy" if adaptive else None)
   out = out[:, 0, :h, :w]
+  run = (trace.iterations[0].astype(jnp.float32) if trace is not None
+         else jnp.full(out.shape[:1], iterations, jnp.float32))
   if frame.ndim == 3:
-    return out[0], new_hidden[0]
-  return out, new_hidden
+    return out[0], new_hidden[0], run[0]
+  return out, new_hidden, run

@@ -25,7 +25,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ifirnn_jax.evaluate import EvalError, EvalSummary, csv_text, write_atomic
+from data_pipeline import files
+from ifirnn_jax.evaluation import EvalError, EvalSummary
+from ifirnn_jax.reports import csv_text
 
 
 # ------------------------------------------------------------------ data
@@ -161,7 +163,8 @@ def write_sweep(summaries: Sequence[EvalSummary], out_dir: str | os.PathLike,
   written = []
 
   def put(name: str, content: str | bytes) -> None:
-    written.append(write_atomic(out_dir / name, content))
+    written.append(files.write_bytes_atomic(
+        out_dir / name, content.encode() if isinstance(content, str) else content))
 
   put("sweep.json", json.dumps(data, indent=2))
   put("fig4_best_iterations.csv", csv_text(

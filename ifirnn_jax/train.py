@@ -35,7 +35,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from data_pipeline import files, layouts, loaders, termination
 from ifirnn_jax import checkpoint as ckpt
-from ifirnn_jax import cpu_devices, default_config, evaluate, layers, losses, writers
+from ifirnn_jax import (cpu_devices, default_config, evaluation, layers, losses, reports,
+                        writers)
 from ifirnn_jax.models import IFIRNN, Params
 
 
@@ -343,12 +344,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
       if step % config.eval_every_steps == 0 or step == num_steps:
         try:
-          summary = evaluate.evaluate_sequences(
+          summary = evaluation.evaluate_sequences(
               model, _host_params(state.params), eval_sequences,
               skip_first=config.eval.skip_first, skip_last=config.eval.skip_last,
               max_sequences=config.eval.max_sequences, max_frames=config.eval.max_frames,
               keep_example=True)
-        except evaluate.EvalError as e:  # an unstable moment of training: go on
+        except evaluation.EvalError as e:  # an unstable moment of training: go on
           logging.warning("validation at step %d skipped: %s", step, e)
         else:
           writer.write_scalars(step, {"val_psnr": summary.psnr, "val_ssim": summary.ssim,
@@ -378,14 +379,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ---------------------------------------------------------------- final evaluation
   if not config.final_eval:
     return {}
-  summary = evaluate.evaluate_sequences(
-      model, _host_params(state.params), eval_sequences, skip_first=config.eval.skip_first,
-      skip_last=config.eval.skip_last, keep_example=True, progress=is_main)
+  settings = [evaluation.Setting(model.iterations)]
+  skips = dict(skip_first=config.eval.skip_first, skip_last=config.eval.skip_last)
+  results = evaluation.frame_results(model, _host_params(state.params), eval_sequences,
+                                     settings, **skips)
   if is_main:
-    print(evaluate.format_table(summary, model.name))
-    evaluate.write_results(summary, workdir_path / "eval", model.name)
+    results = reports.with_progress(results, sum(s.num_frames for s in eval_sequences), 1)
+  summary = evaluation.summarize(results, settings, keep_example=True, **skips)[0]
+  if is_main:
+    for line in reports.unscored_warnings(summary, **skips):
+      logging.warning("%s", line)
+    print(reports.format_table(summary, model.name))
+    reports.write_results(summary, workdir_path / "eval", model.name)
     if summary.example is not None:
-      path = evaluate.write_before_after(summary.example, workdir_path / "before_after.png")
+      path = reports.write_before_after(summary.example, workdir_path / "before_after.png")
       print(f"before/after image: {path}")
   return summary.as_dict()
 
@@ -412,7 +419,7 @@ def main(argv: list[str]) -> None:
     with termination.sigterm_as_interrupt():
       train_and_evaluate(config, workdir)
   except (default_config.ConfigError, DataError, TrainingError, ckpt.CheckpointError,
-          evaluate.EvalError) as e:
+          evaluation.EvalError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except OSError as e:  # e.g. a read-only data root or workdir

@@ -18,7 +18,7 @@ import ifirnn_jax as ifr
 from data_pipeline import image_io, layouts, outputs, synthesize, termination
 from data_pipeline.errors import DataError
 from data_pipeline.video import FrameSink, open_frames
-from ifirnn_jax import checkpoint, deblur, evaluate
+from ifirnn_jax import checkpoint, deblur, evaluate, evaluation, reports
 from tiny_models import tiny_params
 
 TINY = dict(cells=1, iterations=1, n1=4, n2=4, n3=4, nh=4, num_resblocks=1)
@@ -258,15 +258,23 @@ def test_evaluate_warns_of_an_unscored_sequence(tmp_path, tiny, capsys):
       for i, frame in enumerate(_frames(length, seed=len(name))):
         image_io.write_image(root / "test" / name / folder / f"{i:06d}.png", frame)
   sequences = layouts.find_sequences(root, "gopro", "test", blur_dir="blur")
-  summary = evaluate.evaluate_sequences(tiny["model"], tiny["params"], sequences,
-                                        skip_first=2, skip_last=1)
-  err = capsys.readouterr().err
+  summary = evaluation.evaluate_sequences(tiny["model"], tiny["params"], sequences,
+                                          skip_first=2, skip_last=1)
   assert [r["sequence"] for r in summary.sequences] == ["long"]
-  warnings = [line for line in err.splitlines() if line.startswith("warning:")]
-  assert len(warnings) == 1 and "short" in warnings[0] and "3 frames" in warnings[0]
-  with pytest.raises(evaluate.EvalError, match="no frame was scored"):
-    evaluate.evaluate_sequences(tiny["model"], tiny["params"], sequences[1:],
-                                skip_first=2, skip_last=1)
+  assert summary.unscored == [("short", 3)]
+  warnings = reports.unscored_warnings(summary, skip_first=2, skip_last=1)
+  assert len(warnings) == 1 and warnings[0].startswith("warning: sequence short not scored")
+  assert "3 frames" in warnings[0]
+  with pytest.raises(evaluation.EvalError, match="no frame was scored"):
+    evaluation.evaluate_sequences(tiny["model"], tiny["params"], sequences[1:],
+                                  skip_first=2, skip_last=1)
+  # The command prints the warning and scores the rest.
+  status = evaluate.main(["--weights", str(tiny["weights"]), "--data", str(root),
+                          "--skip-first", "2", "--skip-last", "1", "--blur-dir", "blur",
+                          "--out", str(tmp_path / "out")])
+  err = capsys.readouterr().err
+  assert status == 0, err
+  assert [line for line in err.splitlines() if line.startswith("warning:")] == warnings
 
 
 def test_weight_file_with_a_bad_cell_name_is_a_weights_error(tmp_path, tiny):

@@ -1,0 +1,117 @@
+"""Reporting evaluation results: console tables, results files, the before/after image.
+
+`write_results` writes results.json, results.csv (per sequence and overall) and
+frames.csv (per scored frame) atomically; `write_before_after` one labelled PNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from data_pipeline import files, image_io
+from data_pipeline.files import Progress
+from ifirnn_jax import labels, metrics
+from ifirnn_jax.evaluation import EvalSummary, FrameResult
+
+
+def with_progress(results: Iterable[FrameResult], total_frames: int, settings_count: int,
+                  label: str = "evaluate") -> Iterator[FrameResult]:
+  """Passes `evaluation.frame_results` on, showing frames done and ETA on stderr."""
+  progress = Progress(total_frames, label)
+  done = 0
+  for result in results:
+    if result.setting == settings_count - 1:
+      done += 1
+      progress.update(done)
+    yield result
+  progress.finish()
+
+
+def unscored_warnings(summary: EvalSummary, skip_first: int, skip_last: int) -> list[str]:
+  """One `warning: ...` line per sequence of which no frame was scored."""
+  lines = []
+  for name, frames in summary.unscored:
+    why = (f"its {frames} frames are no more than skip_first + skip_last "
+           f"({skip_first} + {skip_last})" if frames <= skip_first + skip_last
+           else "it has no sharp frames")
+    lines.append(f"warning: sequence {name} not scored: {why}")
+  return lines
+
+
+def format_sweep_table(summaries: Sequence[EvalSummary], model_name: str) -> str:
+  """One row per setting: PSNR, SSIM, iterations per frame, ms per frame."""
+  lines = [f"{model_name:28s} {'PSNR (dB)':>10s} {'SSIM':>8s} {'iters/frame':>12s} "
+           f"{'ms/frame':>9s}   ({summaries[0].frames} frames)",
+           f"{'blurry input':28s} {summaries[0].blurry_psnr:10.2f} "
+           f"{summaries[0].blurry_ssim:8.4f}"]
+  for s in summaries:
+    lines.append(f"{s.setting.label:28s} {s.psnr:10.2f} {s.ssim:8.4f} "
+                 f"{s.mean_iterations:12.2f} {s.ms_per_frame:9.2f}")
+  return "\n".join(lines)
+
+
+def format_table(summary: EvalSummary, model_name: str) -> str:
+  """The console table: blurry input vs model, PSNR (dB) / SSIM over all scored frames,
+  and the mean number of iterations per frame."""
+  label = (f"{model_name} (adaptive, N<={summary.iterations})" if summary.adaptive
+           else f"{model_name} (N={summary.iterations})")
+  lines = [f"{'':28s} {'PSNR (dB)':>10s} {'SSIM':>8s} {'iters/frame':>12s}   "
+           f"({summary.frames} frames, {len(summary.sequences)} sequences)",
+           f"{'blurry input':28s} {summary.blurry_psnr:10.2f} {summary.blurry_ssim:8.4f}",
+           f"{label:28s} {summary.psnr:10.2f} {summary.ssim:8.4f} "
+           f"{summary.mean_iterations:12.2f}",
+           f"{'gain':28s} {summary.psnr - summary.blurry_psnr:+10.2f} "
+           f"{summary.ssim - summary.blurry_ssim:+8.4f}"]
+  return "\n".join(lines)
+
+
+def csv_text(fields: list[str], rows: Iterable[Mapping[str, Any]]) -> str:
+  """CSV with a header line; keys of `rows` not in `fields` are left out."""
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+  writer.writeheader()
+  writer.writerows(rows)
+  return buffer.getvalue()
+
+
+def write_results(summary: EvalSummary, out_dir: str | os.PathLike, model_name: str) -> Path:
+  """<out_dir>/results.json, results.csv (per sequence + overall) and frames.csv (per
+  scored frame), each written atomically."""
+  out_dir = Path(out_dir)
+  files.write_text_atomic(out_dir / "results.json",
+                json.dumps(dict(model=model_name, **summary.as_dict()), indent=2))
+  fields = ["sequence", "frames", "psnr", "ssim", "blurry_psnr", "blurry_ssim",
+            "mean_iterations"]
+  overall = dict(sequence="ALL", frames=summary.frames, psnr=summary.psnr,
+                 ssim=summary.ssim, blurry_psnr=summary.blurry_psnr,
+                 blurry_ssim=summary.blurry_ssim, mean_iterations=summary.mean_iterations)
+  files.write_text_atomic(out_dir / "results.csv", csv_text(fields, [*summary.sequences, overall]))
+  if summary.frame_rows:
+    files.write_text_atomic(out_dir / "frames.csv", csv_text(
+        ["sequence", "frame", "psnr", "ssim", "blurry_psnr", "blurry_ssim", "iterations"],
+        summary.frame_rows))
+  return out_dir
+
+
+def write_before_after(example: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
+  """blurry | output | sharp side by side, labelled with their PSNR to sharp, as one PNG.
+
+  Panels are enlarged (nearest neighbour) to at least `labels.MIN_PANEL_HEIGHT` pixels.
+  """
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  sharp = np.asarray(example["sharp"], np.float32) / 255
+  score = lambda key: float(metrics.psnr(np.asarray(example[key], np.float32) / 255, sharp))  # noqa: E731
+  image_io.write_image(path, labels.labelled_panels([
+      (f"blurry  PSNR {score('blurry'):.2f} dB", example["blurry"]),
+      (f"output  PSNR {score('output'):.2f} dB", example["output"]),
+      ("sharp", example["sharp"])]))
+  return path

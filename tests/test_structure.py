@@ -1,0 +1,71 @@
+"""The shape of the house: imports flow one way, and no module grows too large.
+
+Read from the source with `ast` (imports inside functions count too).
+"""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("ifirnn_jax", "data_pipeline")
+MAX_LINES = 600
+
+
+def _modules():
+  """{dotted module name: path} of every Python file of the two packages."""
+  found = {}
+  for package in PACKAGES:
+    for path in sorted((ROOT / package).rglob("*.py")):
+      parts = path.relative_to(ROOT).with_suffix("").parts
+      if parts[-1] == "__init__":
+        parts = parts[:-1]
+      found[".".join(parts)] = path
+  return found
+
+
+def _imports(path, modules):
+  """The project modules `path` imports (resolving `from package import module`)."""
+  names = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      names.update(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+      names.add(node.module)
+      names.update(f"{node.module}.{alias.name}" for alias in node.names)
+  return {n for n in names if n in modules}
+
+
+def _graph():
+  modules = _modules()
+  return {name: _imports(path, modules) - {name} for name, path in modules.items()}
+
+
+def test_no_module_imports_itself_through_others():
+  graph = _graph()
+  cycles = []
+
+  def visit(node, stack):
+    for successor in graph[node]:
+      if successor.startswith(node + "."):
+        continue  # a package importing its own submodules
+      if successor in stack:
+        cycles.append(stack[stack.index(successor):] + [successor])
+      elif len(stack) < 20:
+        visit(successor, stack + [successor])
+
+  for name in graph:
+    visit(name, [name])
+  assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles[:5])
+
+
+def test_data_pipeline_never_imports_the_model_package():
+  graph = _graph()
+  wrong = {name: sorted(i for i in imports if i.startswith("ifirnn_jax"))
+           for name, imports in graph.items() if name.startswith("data_pipeline")}
+  assert not any(wrong.values()), wrong
+
+
+def test_no_python_file_is_over_600_lines():
+  long = {str(p.relative_to(ROOT)): n for p in _modules().values()
+          if (n := len(p.read_text().splitlines())) > MAX_LINES}
+  assert not long, long
