@@ -32,7 +32,7 @@ def get_config(arg=None):
                      make_default_if_missing=True, cache_frames=True)
   config.update(clip_length=4, crop_size=96, batch_size=4, learning_rate=1e-3,
                 grad_clip_norm=0.1, num_train_steps=3200, lr_halve_every_steps=800,
-                log_every_steps=100, image_every_steps=1200, eval_every_steps=1200,
+                log_every_steps=100, eval_every_steps=1200,
                 checkpoint_every_steps=600, keep_checkpoints=2)
   config.eval.update(skip_first=4, skip_last=1, max_sequences=2, max_frames=12)
   return default_config.tiny(config) if arg == "tiny" else config

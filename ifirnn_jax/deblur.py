@@ -36,6 +36,7 @@ from data_pipeline.files import Progress
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, open_frames
 from ifirnn_jax import cli, glibc_malloc, labels, metrics, tiling
+from ifirnn_jax.checkpoint import CheckpointError, load_checkpoint
 from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS
 from ifirnn_jax.weights import WeightsError, load_model
 
@@ -187,11 +188,6 @@ def load_network(args: argparse.Namespace) -> tuple[IFIRNN, Any]:
     return load_model(args.weights)
   if not args.workdir.is_dir():
     raise ValueError(f"{args.workdir}: no such work directory")
-  try:  # imported here: orbax is slow to import and --weights does not need it
-    from ifirnn_jax.checkpoint import CheckpointError, load_checkpoint  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ValueError(f"--workdir needs ifirnn_jax.checkpoint, which cannot be imported "
-                     f"({e}); use --weights") from None
   try:
     return load_checkpoint(args.workdir, args.step)
   except CheckpointError as e:

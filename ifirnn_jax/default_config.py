@@ -13,8 +13,12 @@ from pathlib import Path
 
 import ml_collections
 
+from data_pipeline.layouts import LAYOUTS
+from ifirnn_jax import losses
+from ifirnn_jax.layers import CONV_IMPLS
+from ifirnn_jax.models import COMPUTE_DTYPES
+
 MODEL_NAME = re.compile(r"^C([12])H([1-9]\d*)(-reg)?$")
-LAYOUTS = ("gopro", "dvd", "bsd", "generic")
 
 # Training frames per dataset (one epoch = every frame seen once in a 12-frame clip).
 TRAIN_FRAMES = {"gopro": 2103, "dvd": 5708, "bsd": 6000}
@@ -84,11 +88,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.lr_halve_every_steps = -1    # -1: lr_halve_every_epochs * steps_per_epoch
   c.init_from = ""               # fine-tuning: a workdir or weight file to start from
   c.grad_clip_norm = 0.0         # 0: off (the paper does not clip)
-  c.reg_lambda = 10.0            # lambda of L_total = L_content + lambda * L_reg
-  c.reg_tau = 0.75               # tau of L_reg
+  c.reg_lambda = losses.LAMBDA   # lambda of L_total = L_content + lambda * L_reg
+  c.reg_tau = losses.TAU         # tau of L_reg
 
   c.log_every_steps = 50
-  c.image_every_steps = 1000
   c.eval_every_steps = 2200      # validation PSNR/SSIM (about every 50 GOPRO epochs)
   c.checkpoint_every_steps = 1100
   c.keep_checkpoints = 3         # the last K periodic checkpoints (+ the best one)
@@ -126,7 +129,7 @@ def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`runlocal`-style shrink of any config: tiny widths, crops and schedule (tests, CPU)."""
   c.model.update(n1=6, n2=8, n3=8, nh=6, num_resblocks=1, gate_hidden=4)
   c.update(clip_length=3, crop_size=16, batch_size=2, num_train_steps=4,
-           lr_halve_every_steps=2, log_every_steps=1, image_every_steps=2,
+           lr_halve_every_steps=2, log_every_steps=1,
            eval_every_steps=2, checkpoint_every_steps=2, keep_checkpoints=2)
   c.eval.update(max_sequences=1, max_frames=6, skip_first=1, skip_last=1)
   c.data.default_data.update(height=32, width=48, frames_per_sequence=6, train_sequences=2,
@@ -168,12 +171,12 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1) -> None:
     value = c.model[field]
     if not isinstance(value, int) or value < 1:
       raise ConfigError(f"config.model.{field} must be an integer >= 1, got {value!r}")
-  if c.model.conv_impl not in ("xla", "winograd", "auto"):
-    raise ConfigError(f"config.model.conv_impl must be 'xla', 'winograd' or 'auto', "
+  if c.model.conv_impl not in CONV_IMPLS:
+    raise ConfigError(f"config.model.conv_impl must be one of {CONV_IMPLS}, "
                       f"got {c.model.conv_impl!r}")
-  if c.model.compute_dtype not in ("float32", "bfloat16"):
-    raise ConfigError(f"config.model.compute_dtype must be 'float32' or 'bfloat16', "
-                     f"got {c.model.compute_dtype!r}")
+  if c.model.compute_dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"config.model.compute_dtype must be one of {COMPUTE_DTYPES}, "
+                      f"got {c.model.compute_dtype!r}")
   if c.data.layout not in LAYOUTS:
     raise ConfigError(f"config.data.layout must be one of {LAYOUTS}, got {c.data.layout!r}")
   if c.data.layout == "gopro" and c.data.blur_dir not in ("blur", "blur_gamma"):

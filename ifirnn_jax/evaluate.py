@@ -66,7 +66,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--model", help="with --weights: the model name to check it against, "
                       "e.g. C2H3 (default: inferred from the file)")
   parser.add_argument("--data", required=True, help="dataset root")
-  parser.add_argument("--layout", default="gopro", choices=("gopro", "dvd", "bsd", "generic"))
+  parser.add_argument("--layout", default="gopro", choices=layouts.LAYOUTS)
   parser.add_argument("--split", default="test")
   parser.add_argument("--blur-dir", default="blur_gamma", help="GOPRO: blur or blur_gamma")
   parser.add_argument("--iterations", type=int, help="N at inference (default: the model's); "

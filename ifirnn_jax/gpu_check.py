@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from data_pipeline import files
+from ifirnn_jax.models import COMPUTE_DTYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 # Share of the whole budget each stage may use (the rest is start-up and slack).
@@ -90,7 +91,7 @@ def _stage_commands(small: bool, out: Path, torch: bool) -> dict[str, list[str]]
              "--config.eval_every_steps=100000", "--config.checkpoint_every_steps=100"]
     evaluate = ["--data", "data/default"]
   commands = {}
-  for dtype in ("float32", "bfloat16"):
+  for dtype in COMPUTE_DTYPES:
     commands[f"inference_{dtype}"] = python + infer + [
         "--dtype", dtype, "--out", str(out / f"inference_{dtype}.json")]
     commands[f"train_step_{dtype}"] = python + step + [

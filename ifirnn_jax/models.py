@@ -33,11 +33,12 @@ GATE_MODES = (None, "gumbel", "greedy")
 MAX_ITERATIONS = 64    # N, intra-frame iterations
 MAX_WIDTH = 1024       # n1, n2, n3, nh, gate_hidden (channels)
 MAX_RESBLOCKS = 64     # num_resblocks
+COMPUTE_DTYPES = ("float32", "bfloat16")
+TRANSPOSED_CONV_LAYERS = ("F_L_0", "F_L_1")  # the 4x4 stride-2 ConvTranspose layers
 
 # IFIRNN fields that choose how the network runs, not what it computes (up to float
 # rounding; compute_dtype sets the precision). Every other field changes the outputs
 # and is stored in weight files and checkpoints (`IFIRNN.description`).
-TRANSPOSED_CONV_LAYERS = ("F_L_0", "F_L_1")  # the 4x4 stride-2 ConvTranspose layers
 RUNTIME_FIELDS = ("scan_unroll", "remat", "compute_dtype", "conv_impl")
 
 
@@ -204,8 +205,9 @@ class IFIRNN:
     for name in ("gated", "residual_output", "remat"):
       if not isinstance(getattr(self, name), bool):
         raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-    if self.compute_dtype not in ("float32", "bfloat16"):
-      raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}")
+    if self.compute_dtype not in COMPUTE_DTYPES:
+      raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, "
+                       f"got {self.compute_dtype!r}")
     if self.conv_impl not in CONV_IMPLS:
       raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {self.conv_impl!r}")
 

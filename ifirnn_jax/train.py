@@ -36,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from data_pipeline import files, layouts, loaders, termination
 from ifirnn_jax import checkpoint as ckpt
 from ifirnn_jax import (cpu_devices, default_config, evaluation, layers, losses, reports,
-                        writers)
+                        weights, writers)
 from ifirnn_jax.models import IFIRNN, Params
 
 
@@ -178,7 +178,6 @@ def _averaged_over_shards(grad_fn, mesh: Mesh):
 
 def _load_init_params(path: str, model: IFIRNN) -> Params:
   """Params to fine-tune from: a workdir (latest checkpoint) or a weight file."""
-  from ifirnn_jax import weights  # local: only fine-tuning needs it
   try:
     if Path(path).is_dir():
       source_model, params = ckpt.load_checkpoint(path)
