@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ifirnn_jax import cpu_devices, default_config, huge_pages
-from ifirnn_jax.layers import CONV_IMPLS
+from ifirnn_jax.cpu_policy import CONV_IMPLS
 from ifirnn_jax.models import IFIRNN
 
 TABLE1_MODELS = ("C1H1", "C1H2", "C1H3", "C1H4", "C2H1", "C2H2", "C2H3", "C2H4")

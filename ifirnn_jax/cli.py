@@ -9,7 +9,7 @@ import os
 
 import jax
 
-from ifirnn_jax.layers import CONV_IMPLS
+from ifirnn_jax.cpu_policy import CONV_IMPLS
 
 
 def initialize_distributed(coordinator_address: str | None = None,

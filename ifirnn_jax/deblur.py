@@ -35,7 +35,7 @@ from data_pipeline import outputs, termination
 from data_pipeline.files import Progress
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, open_frames
-from ifirnn_jax import cli, glibc_malloc, labels, metrics, tiling
+from ifirnn_jax import cli, cpu_policy, labels, metrics, tiling
 from ifirnn_jax.checkpoint import CheckpointError, load_checkpoint
 from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS
 from ifirnn_jax.weights import WeightsError, load_model
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
   except SystemExit as e:  # --help, or a usage error (already printed, status 2)
     return int(e.code or 0)
-  glibc_malloc.fix_mmap_threshold()  # frame-sized buffers go back when freed (constant RSS)
+  cpu_policy.stream_in_constant_memory()  # frame-sized buffers go back when freed
   with warnings.catch_warnings():
     # ffmpeg runs as a subprocess (fork + exec at once, no Python code in the child),
     # which JAX's blanket warning about os.fork() does not concern.
@@ -264,6 +264,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  from ifirnn_jax import huge_pages
-  huge_pages.restart_with_huge_pages()  # re-executes once (huge_pages.py)
+  cpu_policy.start_command()  # may re-execute this process once (cpu_policy.py)
   sys.exit(main())

@@ -47,7 +47,8 @@ import numpy as np
 
 from data_pipeline import image_io, layouts, outputs, termination
 from data_pipeline.errors import DataError
-from ifirnn_jax import checkpoint, cli, default_config, metrics, plots, reports, weights
+from ifirnn_jax import (checkpoint, cli, cpu_policy, default_config, metrics, plots, reports,
+                        weights)
 from ifirnn_jax.checkpoint import CheckpointError
 from ifirnn_jax.evaluation import EvalError, FrameResult, Setting, frame_results, summarize
 from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS, Params
@@ -231,6 +232,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  from ifirnn_jax import huge_pages
-  huge_pages.restart_with_huge_pages()  # re-executes once (huge_pages.py)
+  cpu_policy.start_command()  # may re-execute this process once (cpu_policy.py)
   sys.exit(main())

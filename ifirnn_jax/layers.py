@@ -33,17 +33,16 @@ e.g. cuDNN on GPU). It costs compile time and memory for its tile buffers
 
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from ifirnn_jax.cpu_policy import WINOGRAD_TILE, uses_cpu_formulations, winograd_applies
+
 Array = jax.Array
 _DIMS = ("NHWC", "HWIO", "NHWC")
-CONV_IMPLS = ("auto", "xla", "winograd")
 
 # PyTorch's default init: kaiming_uniform(a=sqrt(5)) == U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 _torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -60,7 +59,7 @@ def _bias_init(fan_in: int):
 # ----------------------------------------------------------------- Winograd F(4x4, 3x3)
 # Interpolation points 0, +-1, +-2 and infinity. Output tile m = 4, input tile m + 2 = 6:
 # y = A^T [(G g G^T) * (B^T d B)] A for a 6x6 input tile d and a 3x3 kernel g.
-_TILE = 4
+_TILE = WINOGRAD_TILE
 _BT = np.array([[4, 0, -5, 0, 1, 0],
                 [0, -4, -4, 1, 1, 0],
                 [0, 4, -4, -1, 1, 0],
@@ -162,38 +161,6 @@ def winograd_conv3x3(x: Array, kernel: Array) -> Array:
   products = lax.dot_general(tiles.reshape(a, a, n * th * tw, c), u,
                              (((3,), (2,)), ((0, 1), (0, 1))))
   return _winograd_output(products.reshape(a, a, n, th, tw, u.shape[-1]), h, w)
-
-
-# 'auto' on CPU uses Winograd for 3x3 convolutions with at least 16 input and output
-# channels and at least 16 output tiles (N * ceil(H/4) * ceil(W/4): the rows of its 36
-# matmuls, whose depth is C_in). Smaller ones run as fast as XLA's own convolution, which
-# compiles several times faster. At 16 tiles Winograd already trains faster (C2H2, 1 clip
-# x 6 frames x 64x64, F_R at 16x16: `python -m ifirnn_jax.benchmark --mode train
-# --batch 1 --conv-impl winograd|auto`; docs/benchmarks.md).
-_WINOGRAD_MIN_CHANNELS = 16
-_WINOGRAD_MIN_TILES = 16
-
-
-def _cpu_formulation(impl: str, dtype: Any, backend: str | None = None) -> bool:
-  """Whether `impl` asks for the CPU formulations (Winograd, thin 5x5 space-to-depth)."""
-  if impl not in CONV_IMPLS:
-    raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
-  if impl == "auto":
-    return (backend or jax.default_backend()) == "cpu" and jnp.dtype(dtype) == jnp.float32
-  return impl == "winograd"
-
-
-def winograd_applies(impl: str, batch: int, height: int, width: int, in_channels: int,
-                     out_channels: int, dtype: Any = jnp.float32,
-                     backend: str | None = None) -> bool:
-  """Whether a 3x3, padding-1 conv2d on [batch, height, width, in_channels] runs as Winograd."""
-  if not _cpu_formulation(impl, dtype, backend):
-    return False
-  if impl == "winograd":
-    return True
-  tiles = batch * -(-height // _TILE) * -(-width // _TILE)
-  return (min(in_channels, out_channels) >= _WINOGRAD_MIN_CHANNELS
-          and tiles >= _WINOGRAD_MIN_TILES)
 
 
 def _uses_winograd(impl: str, x: Array, kernel: Array, padding: int) -> bool:
@@ -307,7 +274,7 @@ class Conv(nn.Module):
     if self.stride == 1:
       thin = k == 5 and min(x.shape[-1], self.features) <= _THIN_CHANNELS
       even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
-      if thin and even and _cpu_formulation(self.impl, x.dtype):
+      if thin and even and uses_cpu_formulations(self.impl, x.dtype):
         return depth_to_space(conv2d(space_to_depth(x), same5x5_as_space_to_depth_kernel(kernel),
                                      jnp.tile(bias, 4), padding=1, impl="xla"))
       return conv2d(x, kernel, bias, padding=k // 2, impl=self.impl)

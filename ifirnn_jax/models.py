@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ifirnn_jax.layers import CONV_IMPLS, Conv, ConvTranspose, ResBlock
+from ifirnn_jax.cpu_policy import CONV_IMPLS
+from ifirnn_jax.layers import Conv, ConvTranspose, ResBlock
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -169,7 +170,7 @@ class IFIRNN:
     residual_output: L_t = B_t + F_L(f_R) (global residual).
     scan_unroll: `lax.scan` unroll factor over frames; an int >= 1, or True for fully
       unrolled (XLA:CPU's backward pass is much faster unrolled when the loop's convs are
-      XLA's own, docs/benchmarks.md; `train.resolve_scan_unroll` picks it for training).
+      XLA's own, docs/benchmarks.md; `cpu_policy.resolve_scan_unroll` picks it for training).
     remat: rematerialise each frame step in the backward pass (bounds training memory).
     compute_dtype: 'float32' or 'bfloat16' (activations and weights in the forward pass;
       parameters stay float32).

@@ -35,7 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from data_pipeline import files, layouts, loaders, termination
 from ifirnn_jax import checkpoint as ckpt
-from ifirnn_jax import (cpu_devices, default_config, evaluation, layers, losses, reports,
+from ifirnn_jax import (cpu_devices, cpu_policy, default_config, evaluation, losses, reports,
                         weights, writers)
 from ifirnn_jax.models import IFIRNN, Params
 
@@ -60,41 +60,16 @@ class TrainState:
 
 
 # ------------------------------------------------------------------ model, optimizer
-def resolve_scan_unroll(config: ml_collections.ConfigDict, backend: str | None = None,
-                        device_count: int | None = None) -> int | bool:
-  """config.model.scan_unroll, with 0 (auto) resolved for the backend and the batch.
-
-  On XLA:CPU the backward pass through a rolled scan is several times slower than
-  unrolled when the loop's convolutions are XLA's own, but as fast or faster when they
-  run as Winograd (layers.py), and it compiles faster with less memory
-  (docs/benchmarks.md has the step times).
-  So auto is: on CPU, rolled (1) when F_R's convolutions run as Winograd on one device's
-  share of a training batch (at 1/4 of the crop), fully unrolled (True) otherwise; 1 on
-  accelerators.
-  """
-  m = config.model
-  if m.scan_unroll != 0:
-    return m.scan_unroll
-  backend = backend or jax.default_backend()
-  if backend != "cpu":
-    return 1
-  per_device = max(config.batch_size // (device_count or jax.device_count()), 1)
-  side = config.crop_size // 4
-  fused = m.n3 + m.nh
-  rolled = layers.winograd_applies(m.conv_impl, per_device, side, side, fused, fused,
-                                   m.compute_dtype, backend)
-  return 1 if rolled else True
-
-
 def create_model(config: ml_collections.ConfigDict, backend: str | None = None,
                  device_count: int | None = None) -> IFIRNN:
-  """The IFIRNN of `config.model` (scan_unroll 0: `resolve_scan_unroll` for the batch
+  """The IFIRNN of `config.model` (scan_unroll 0: cpu_policy's choice for the batch
   split over `device_count` devices, default all)."""
   m = config.model
   return IFIRNN(**default_config.model_fields(m.name), n1=m.n1, n2=m.n2, n3=m.n3, nh=m.nh,
                 num_resblocks=m.num_resblocks, gate_hidden=m.gate_hidden,
                 residual_output=m.residual_output, compute_dtype=m.compute_dtype,
-                scan_unroll=resolve_scan_unroll(config, backend, device_count), remat=m.remat,
+                scan_unroll=cpu_policy.resolve_scan_unroll(config, backend, device_count),
+                remat=m.remat,
                 conv_impl=m.conv_impl)
 
 
@@ -463,8 +438,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-  from ifirnn_jax import huge_pages
-  huge_pages.restart_with_huge_pages()  # re-executes once (huge_pages.py)
+  cpu_policy.start_command()  # may re-execute this process once (cpu_policy.py)
   from absl import app, flags
   from ml_collections import config_flags
 

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from ifirnn_jax import default_config, train
+from ifirnn_jax import cpu_policy, default_config, train
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
 TABLE1 = {f"C{c}H{n}" for c in (1, 2) for n in range(1, 5)} | {"C1H4-reg", "C2H3-reg",
@@ -78,23 +78,23 @@ def _rolled(unroll) -> bool:
 def test_scan_unroll_auto_rolls_on_cpu_only_where_the_loop_runs_winograd():
   # The demo: F_R's 3x3 convs at 4 clips x 24x24 x 48 channels = 144 Winograd tiles,
   # 72 per device on a 2-core machine (config.cpu_devices).
-  assert _rolled(train.resolve_scan_unroll(_demo(), backend="cpu", device_count=1))
-  assert _rolled(train.resolve_scan_unroll(_demo(), backend="cpu", device_count=2))
+  assert _rolled(cpu_policy.resolve_scan_unroll(_demo(), backend="cpu", device_count=1))
+  assert _rolled(cpu_policy.resolve_scan_unroll(_demo(), backend="cpu", device_count=2))
   # One clip of 64x64 crops: 16 tiles, the fewest that run as Winograd.
-  assert _rolled(train.resolve_scan_unroll(_demo(batch_size=1, crop_size=64), backend="cpu",
+  assert _rolled(cpu_policy.resolve_scan_unroll(_demo(batch_size=1, crop_size=64), backend="cpu",
                                            device_count=1))
   # One clip of 32x32 crops: 4 tiles, XLA's convolution, whose rolled backward is slow.
-  assert train.resolve_scan_unroll(_demo(batch_size=1, crop_size=32), backend="cpu",
+  assert cpu_policy.resolve_scan_unroll(_demo(batch_size=1, crop_size=32), backend="cpu",
                                    device_count=1) is True
   # The tile count is per device: 4 clips of 48x48 on 4 devices is 9 tiles each.
-  assert _rolled(train.resolve_scan_unroll(_demo(batch_size=4, crop_size=48), backend="cpu",
+  assert _rolled(cpu_policy.resolve_scan_unroll(_demo(batch_size=4, crop_size=48), backend="cpu",
                                            device_count=1))
-  assert train.resolve_scan_unroll(_demo(batch_size=4, crop_size=48), backend="cpu",
+  assert cpu_policy.resolve_scan_unroll(_demo(batch_size=4, crop_size=48), backend="cpu",
                                    device_count=4) is True
   # No Winograd: XLA's convolutions asked for, bfloat16, or fewer than 16 channels.
   for overrides in ({"model.conv_impl": "xla"}, {"model.compute_dtype": "bfloat16"},
                     {"model.n3": 8, "model.nh": 4}):
-    assert train.resolve_scan_unroll(_demo(**overrides), backend="cpu",
+    assert cpu_policy.resolve_scan_unroll(_demo(**overrides), backend="cpu",
                                      device_count=1) is True, overrides
-  assert _rolled(train.resolve_scan_unroll(_demo(), backend="gpu", device_count=1))
-  assert train.resolve_scan_unroll(_demo(**{"model.scan_unroll": 2}), backend="cpu") == 2
+  assert _rolled(cpu_policy.resolve_scan_unroll(_demo(), backend="gpu", device_count=1))
+  assert cpu_policy.resolve_scan_unroll(_demo(**{"model.scan_unroll": 2}), backend="cpu") == 2
