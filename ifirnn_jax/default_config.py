@@ -112,6 +112,13 @@ def model_fields(name: str) -> dict:
               gated=bool(match.group(3)))
 
 
+def build_model(name: str, **fields):
+  """The IFIRNN called `name` ('C2H3-reg': 2 cells, 3 iterations, gated) with the other
+  IFIRNN `fields` (widths, compute_dtype, ...); ConfigError for an unknown name."""
+  from ifirnn_jax.models import IFIRNN  # here: configs import this module without JAX
+  return IFIRNN(**model_fields(name), **fields)
+
+
 def paper_config(model_name: str, dataset: str = "gopro") -> ml_collections.ConfigDict:
   """A Table 1 (GOPRO) / Table 2 (DVD) / BSD experiment of the paper's recipe."""
   c = base_config()
