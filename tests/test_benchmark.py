@@ -168,7 +168,12 @@ def test_runners_take_turns_in_blocks_each_after_an_untimed_call():
   assert times == [[4, 5, 6, 7, 8, 16, 17], [10, 11, 12, 13, 14, 19, 20]]
 
 
-def test_train_variants_can_share_this_process(tmp_path):
+def test_train_variants_can_share_this_process(tmp_path, monkeypatch):
+  from ifirnn_jax import train
+  built = []  # every step the benchmark times comes from train.make_train_step
+  make_train_step = train.make_train_step
+  monkeypatch.setattr(train, "make_train_step",
+                      lambda *a, **k: built.append(a[0]) or make_train_step(*a, **k))
   report = _run(tmp_path, "--mode", "train", "--models", "C1H1", "--batch", "1",
                 "--frames", "1", "--scan-unroll", "full,1", "--no-torch", "--no-isolate",
                 widths="4,6,8,4,0")
@@ -178,6 +183,7 @@ def test_train_variants_can_share_this_process(tmp_path):
     assert r["steps_per_s"] > 0
     assert r["peak_memory_method"] == "process peak RSS (shared process: not isolated)"
   assert set(report["ratios_steps_per_s"]) == {"jax scan_unroll=full / scan_unroll=1"}
+  assert [model.scan_unroll for model in built] == [True, 1]
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores to pin 2 processes")
