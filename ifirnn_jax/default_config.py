@@ -16,7 +16,7 @@ import ml_collections
 from data_pipeline.layouts import LAYOUTS
 from ifirnn_jax import losses
 from ifirnn_jax.cpu_policy import CONV_IMPLS
-from ifirnn_jax.models import COMPUTE_DTYPES
+from ifirnn_jax.models import COMPUTE_DTYPES, IFIRNN
 
 MODEL_NAME = re.compile(r"^C([12])H([1-9]\d*)(-reg)?$")
 
@@ -113,6 +113,12 @@ def model_fields(name: str) -> dict:
                      "optionally with -reg (e.g. C2H3-reg)")
   return dict(cells=int(match.group(1)), iterations=int(match.group(2)),
               gated=bool(match.group(3)))
+
+
+def build_model(name: str, **fields) -> IFIRNN:
+  """The IFIRNN called `name` ('C2H3-reg': 2 cells, 3 iterations, gated) with the other
+  IFIRNN `fields` (widths, compute_dtype, ...); ConfigError for an unknown name."""
+  return IFIRNN(**model_fields(name), **fields)
 
 
 def paper_config(model_name: str, dataset: str = "gopro") -> ml_collections.ConfigDict:

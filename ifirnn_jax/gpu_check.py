@@ -5,9 +5,9 @@
 Stages, each a child process with its share of the budget (a stage out of time is
 killed and recorded as skipped, with the reason): parity of the model on the default
 device against the CPU (float32, matmul precision 'highest') for C1H1 and C2H3-reg;
-the inference table (benchmark.py) of C1H1, C2H3, C2H4 at 960x540, float32 and
+the inference table (benchmark/) of C1H1, C2H3, C2H4 at 960x540, float32 and
 bfloat16, PyTorch on the same device when importable; the train-step table
-(benchmark.py) of C2H3-reg at 4 x 12 x 256x256: float32, bfloat16 and float32 with
+(benchmark/) of C2H3-reg at 4 x 12 x 256x256: float32, bfloat16 and float32 with
 remat, each with its peak memory; and the real `train` command (configs/demo.py at
 accelerator size) for its share of the time, stopped with SIGTERM, then its last
 checkpoint evaluated on the held-out set. On a CPU backend every size is tiny. Writes
@@ -44,16 +44,16 @@ def parity(small: bool) -> dict[str, Any]:
   import jax
   import numpy as np
 
-  from ifirnn_jax import benchmark
+  from ifirnn_jax.benchmark import cli, settings as bench_settings
   shape = (1, 2, 16, 24, 3) if small else (1, 4, 128, 128, 3)
   args = ["--models", "C1H1", "--device", "cpu"]
   if small:
     args += ["--widths", TINY_WIDTHS]
-  settings = benchmark.settings_from_args(benchmark.build_parser().parse_args(args))
+  settings = cli.settings_from_args(cli.build_parser().parse_args(args))
   blur = np.random.default_rng(0).uniform(size=shape).astype(np.float32)
   results = {}
   for name in ("C1H1", "C2H3-reg"):
-    model = benchmark.make_model(name, settings)
+    model = bench_settings.make_model(name, settings)
     params = model.init(jax.random.key(0))
     outputs = {}
     with jax.default_matmul_precision("highest"):

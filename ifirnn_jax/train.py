@@ -1,8 +1,10 @@
 """Training: `python -m ifirnn_jax.train --config configs/<x>.py --workdir W`.
 
 Reads top to bottom as the recipe (flax examples/imagenet, big_vision): the optimizer,
-the pure `train_step`, then `train_and_evaluate` in banner-separated sections: logging,
-mesh, data, model and optimizer, checkpoints (exact resume), loop, final evaluation.
+the pure `train_step`, `make_train_step` (it jitted over the device mesh: the step that
+`python -m ifirnn_jax.benchmark --mode train` times too), then `train_and_evaluate` in
+banner-separated sections: logging, mesh, data, model and optimizer, checkpoints (exact
+resume), loop, final evaluation.
 
 Data parallel: one `jax.jit` step over a device Mesh with the batch sharded on the
 'data' axis (NamedSharding), 1 to N devices with no code change; several hosts through
@@ -20,7 +22,7 @@ import functools
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import data_pipeline  # noqa: F401  First: sets TensorFlow's quiet defaults (if it is used).
 import jax
@@ -65,12 +67,12 @@ def create_model(config: ml_collections.ConfigDict, backend: str | None = None,
   """The IFIRNN of `config.model` (scan_unroll 0: cpu_policy's choice for the batch
   split over `device_count` devices, default all)."""
   m = config.model
-  return IFIRNN(**default_config.model_fields(m.name), n1=m.n1, n2=m.n2, n3=m.n3, nh=m.nh,
-                num_resblocks=m.num_resblocks, gate_hidden=m.gate_hidden,
-                residual_output=m.residual_output, compute_dtype=m.compute_dtype,
-                scan_unroll=cpu_policy.resolve_scan_unroll(config, backend, device_count),
-                remat=m.remat,
-                conv_impl=m.conv_impl)
+  return default_config.build_model(
+      m.name, n1=m.n1, n2=m.n2, n3=m.n3, nh=m.nh, num_resblocks=m.num_resblocks,
+      gate_hidden=m.gate_hidden, residual_output=m.residual_output,
+      compute_dtype=m.compute_dtype,
+      scan_unroll=cpu_policy.resolve_scan_unroll(config, backend, device_count),
+      remat=m.remat, conv_impl=m.conv_impl)
 
 
 def initial_params(config: ml_collections.ConfigDict, model: IFIRNN, key: jax.Array) -> Params:
@@ -133,6 +135,42 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], seed_key: jax.Arr
   metrics = dict(terms, loss=loss, grad_norm=optax.global_norm(grads),
                  learning_rate=lr_fn(state.step))
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def init_train_state(params: Params, tx: optax.GradientTransformation) -> TrainState:
+  """Step 0: `params` and the optimizer's initial state."""
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def data_mesh(devices: list[jax.Device]) -> Mesh:
+  """The devices as one 'data' axis: the batch is split over them, the rest replicated."""
+  return Mesh(np.array(devices), ("data",))
+
+
+class JittedStep(NamedTuple):
+  """`train_step` jitted over a mesh, with the shardings of its arguments."""
+
+  fn: Callable[..., tuple[TrainState, dict[str, jax.Array]]]  # (state, batch, seed_key)
+  replicated: NamedSharding      # the state, the seed key and the metrics
+  data_sharding: NamedSharding   # the batch: clips split over the 'data' axis
+
+
+def make_train_step(model: IFIRNN, tx: optax.GradientTransformation, lr_fn: optax.Schedule,
+                    mesh: Mesh, *, reg_lambda: float, reg_tau: float) -> JittedStep:
+  """The step training runs (and `python -m ifirnn_jax.benchmark --mode train` times).
+
+  `fn(state, batch, seed_key) -> (state, metrics)` donates `state`. On CPU devices each
+  device runs its share single-threaded (cpu_devices.step_compiler_options).
+  """
+  replicated = NamedSharding(mesh, P())
+  data_sharding = NamedSharding(mesh, P("data"))
+  fn = jax.jit(
+      functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn, reg_lambda=reg_lambda,
+                        reg_tau=reg_tau, mesh=mesh),
+      in_shardings=(replicated, data_sharding, replicated),
+      out_shardings=(replicated, replicated), donate_argnums=0,
+      compiler_options=cpu_devices.step_compiler_options(list(mesh.devices.flat)))
+  return JittedStep(fn, replicated, data_sharding)
 
 
 def _averaged_over_shards(grad_fn, mesh: Mesh):
@@ -217,15 +255,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     workdir_path.mkdir(parents=True, exist_ok=True)
 
   # ---------------------------------------------------------------- mesh
-  mesh = Mesh(np.array(cpu_devices.training_devices(cpu_device_count)), ("data",))
-  replicated = NamedSharding(mesh, P())
-  data_sharding = NamedSharding(mesh, P("data"))
+  mesh = data_mesh(cpu_devices.training_devices(cpu_device_count))
   if config.batch_size % mesh.size:
     raise default_config.ConfigError(f"config.batch_size={config.batch_size} must be "
                                      f"divisible by the {mesh.size} devices")
-  step_options = cpu_devices.step_compiler_options(list(mesh.devices.flat))
+  one_core_each = cpu_devices.step_compiler_options(list(mesh.devices.flat))
   logging.info("%d devices on %d processes%s; global batch %d", mesh.size,
-               jax.process_count(), " (CPU: one core each)" if step_options else "",
+               jax.process_count(), " (CPU: one core each)" if one_core_each else "",
                config.batch_size)
 
   # ---------------------------------------------------------------- model, optimizer
@@ -233,9 +269,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   tx = create_optimizer(config)
   lr_fn = create_learning_rate_fn(config)
   seed_key = jax.random.key(config.seed)
-
-  def init_state(params):
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  step_fn, replicated, data_sharding = make_train_step(
+      model, tx, lr_fn, mesh, reg_lambda=config.reg_lambda, reg_tau=config.reg_tau)
+  init_state = functools.partial(init_train_state, tx=tx)
 
   abstract = jax.eval_shape(lambda k: init_state(model.init(k)), seed_key)
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
@@ -258,13 +294,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     files.write_json_atomic(workdir_path / "config.json", config.to_dict())
     writer.write_hparams({k: v for k, v in config.to_dict().items()
                           if isinstance(v, (int, float, str, bool))})
-
-  step_fn = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn,
-                        reg_lambda=config.reg_lambda, reg_tau=config.reg_tau, mesh=mesh),
-      in_shardings=(replicated, data_sharding, replicated),
-      out_shardings=(replicated, replicated), donate_argnums=0,
-      compiler_options=step_options)
 
   train_iter = loaders.make_train_iterator(
       loader, train_sequences, batch_size=config.batch_size, clip_length=config.clip_length,

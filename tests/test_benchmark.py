@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from ifirnn_jax import benchmark
+from ifirnn_jax.benchmark import cli, flops, probes
+from ifirnn_jax.benchmark.report import inference_table
 from ifirnn_jax.models import IFIRNN
 
 import data_trees
@@ -26,7 +27,7 @@ def _model(name, **fields):
 
 @pytest.mark.parametrize("name", sorted(SPEC_TABLE))
 def test_spec_gflops_equals_the_spec_table(name):
-  assert round(benchmark.spec_gflops(_model(name), 540, 960), 1) == SPEC_TABLE[name]
+  assert round(flops.spec_gflops(_model(name), 540, 960), 1) == SPEC_TABLE[name]
 
 
 def test_spec_gflops_by_hand_for_one_layer_kinds():
@@ -37,11 +38,11 @@ def test_spec_gflops_by_hand_for_one_layer_kinds():
   f_r = 2 * quarter * 9 * 2 * 2       # ResBlock(2): two 3x3 convs 2 -> 2
   f_h = quarter * 9 * 2 + 3 * quarter * 9
   f_l = quarter * 16 * 2 + half * 16 + full * 25 * 3
-  assert benchmark.spec_gflops(model, 8, 8) == pytest.approx(2 * (f_b + f_r + f_h + f_l) / 1e9)
+  assert flops.spec_gflops(model, 8, 8) == pytest.approx(2 * (f_b + f_r + f_h + f_l) / 1e9)
   # Sizes pad up to multiples of 4, as the model does.
-  assert benchmark.spec_gflops(model, 6, 7) == benchmark.spec_gflops(model, 8, 8)
+  assert flops.spec_gflops(model, 6, 7) == flops.spec_gflops(model, 8, 8)
   # Not counting padding: a 3x3 conv on a 4x4 map reads 3 + 3 + 3 + 3 - 2 = 10 rows x 10 cols.
-  macs = benchmark._conv_macs(4, 4, 3, 1, 1, count_padding=False)
+  macs = flops._conv_macs(4, 4, 3, 1, 1, count_padding=False)
   assert macs == 10 * 10
 
 
@@ -51,7 +52,7 @@ def _xla_gflops(model, height, width):
   state = jax.ShapeDtypeStruct(model.initial_state(height, width, batch=1).shape, jnp.float32)
   step = jax.jit(lambda p, f, s: model.apply_sequence(
       p, f[:, None], hidden=s, unroll_iterations=True)[:2])
-  return benchmark.xla_flops(step.lower(params, frame, state).compile()) / 1e9
+  return probes.xla_flops(step.lower(params, frame, state).compile()) / 1e9
 
 
 @pytest.mark.parametrize("widths,height,width", [(TINY_WIDTHS, 16, 24), ({}, 128, 192)],
@@ -68,11 +69,11 @@ def test_xla_flops_are_the_spec_count_plus_what_the_formulation_adds(widths, hei
   """
   c2h2, c2h3 = (_model(name, conv_impl="xla", **widths) for name in ("C2H2", "C2H3"))
   xla2, xla3 = _xla_gflops(c2h2, height, width), _xla_gflops(c2h3, height, width)
-  spec2 = benchmark.spec_gflops(c2h2, height, width)
-  valid2 = benchmark.spec_gflops(c2h2, height, width, count_padding=False)
+  spec2 = flops.spec_gflops(c2h2, height, width)
+  valid2 = flops.spec_gflops(c2h2, height, width, count_padding=False)
   assert valid2 <= xla2 <= 1.15 * spec2
   assert abs(xla2 / spec2 - 1) < 0.15
-  iteration_valid = (benchmark.spec_gflops(c2h3, height, width, count_padding=False) - valid2)
+  iteration_valid = (flops.spec_gflops(c2h3, height, width, count_padding=False) - valid2)
   assert 1.0 <= (xla3 - xla2) / iteration_valid < 1.03
 
 
@@ -81,7 +82,7 @@ def _run(tmp_path, *args, widths="4,6,8,4,1"):
   argv = ["--widths", widths, "--height", "16", "--width", "24", "--repeats", "1",
           "--matmul-size", "256", "--torch-threads", "1", "--conv-impl", "xla",
           "--out", str(out), *args]
-  assert benchmark.main(argv) == 0
+  assert cli.main(argv) == 0
   return json.loads(out.read_text())
 
 
@@ -96,7 +97,7 @@ def test_tiny_inference_run_writes_the_report(tmp_path, capsys, monkeypatch):
   assert [r["model"] for r in report["results"]] == ["C1H1", "C2H2-reg"]
   for r in report["results"]:
     model = _model(r["model"][:4], **TINY_WIDTHS)
-    assert r["spec_gflop_per_frame"] == benchmark.spec_gflops(model, 16, 24)
+    assert r["spec_gflop_per_frame"] == flops.spec_gflops(model, 16, 24)
     for key in ("xla_gflop_per_frame", "stream_fps", "batch_fps", "achieved_gflops_per_s",
                 "fraction_of_matmul_peak", "peak_memory_bytes"):
       assert r[key] > 0, key
@@ -143,11 +144,11 @@ def test_titles_say_which_float32_precision_an_accelerator_ran():
             "settings": {"width": 960, "height": 540, "dtype": "float32", "conv_impl": "auto",
                          "batch": 1, "frames": 4},
             "matmul_gflops_per_s": {"float32": 1.0}, "results": []}
-  assert "float32 precision: JAX's default (TF32" in benchmark.inference_table(report)
+  assert "float32 precision: JAX's default (TF32" in inference_table(report)
   report["environment"]["matmul_precision"] = "highest"
-  assert "float32 precision: highest" in benchmark.inference_table(report)
+  assert "float32 precision: highest" in inference_table(report)
   report["environment"]["backend"] = "cpu"  # XLA:CPU: float32 is always full float32
-  assert "precision" not in benchmark.inference_table(report)
+  assert "precision" not in inference_table(report)
 
 
 def test_runners_take_turns_in_blocks_each_after_an_untimed_call():
@@ -161,13 +162,18 @@ def test_runners_take_turns_in_blocks_each_after_an_untimed_call():
       calls.append(self.name)
       return float(len(calls))  # the call's position: which calls were kept as timings
 
-  times = benchmark.interleave([Runner("a"), Runner("b")], warmup=1, repeats=7, block=5)
+  times = probes.interleave([Runner("a"), Runner("b")], warmup=1, repeats=7, block=5)
   # warm-up a b; then a (untimed) a*5, b (untimed) b*5; then a (untimed) a*2, b b*2.
   assert "".join(calls) == "ab" + "a" * 6 + "b" * 6 + "aaa" + "bbb"
   assert times == [[4, 5, 6, 7, 8, 16, 17], [10, 11, 12, 13, 14, 19, 20]]
 
 
-def test_train_variants_can_share_this_process(tmp_path):
+def test_train_variants_can_share_this_process(tmp_path, monkeypatch):
+  from ifirnn_jax import train
+  built = []  # every step the benchmark times comes from train.make_train_step
+  make_train_step = train.make_train_step
+  monkeypatch.setattr(train, "make_train_step",
+                      lambda *a, **k: built.append(a[0]) or make_train_step(*a, **k))
   report = _run(tmp_path, "--mode", "train", "--models", "C1H1", "--batch", "1",
                 "--frames", "1", "--scan-unroll", "full,1", "--no-torch", "--no-isolate",
                 widths="4,6,8,4,0")
@@ -177,6 +183,7 @@ def test_train_variants_can_share_this_process(tmp_path):
     assert r["steps_per_s"] > 0
     assert r["peak_memory_method"] == "process peak RSS (shared process: not isolated)"
   assert set(report["ratios_steps_per_s"]) == {"jax scan_unroll=full / scan_unroll=1"}
+  assert [model.scan_unroll for model in built] == [True, 1]
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores to pin 2 processes")
@@ -243,7 +250,7 @@ def test_train_run_times_the_input_pipeline_next_to_the_step(tmp_path, capsys):
 ])
 def test_bad_options_exit_2_with_one_message(tmp_path, capsys, args, message):
   out = tmp_path / "bench.json"
-  assert benchmark.main([*args, "--out", str(out)]) == 2
+  assert cli.main([*args, "--out", str(out)]) == 2
   err = capsys.readouterr().err
   assert err.startswith("error: ") and message in err and "Traceback" not in err
   assert not out.exists()

@@ -98,3 +98,12 @@ def test_scan_unroll_auto_rolls_on_cpu_only_where_the_loop_runs_winograd():
                                      device_count=1) is True, overrides
   assert _rolled(cpu_policy.resolve_scan_unroll(_demo(), backend="gpu", device_count=1))
   assert cpu_policy.resolve_scan_unroll(_demo(**{"model.scan_unroll": 2}), backend="cpu") == 2
+
+
+def test_build_model_reads_cells_iterations_and_gate_from_the_name():
+  model = default_config.build_model("C2H3-reg", n1=4, compute_dtype="bfloat16")
+  assert (model.cells, model.iterations, model.gated) == (2, 3, True)
+  assert model.n1 == 4 and model.compute_dtype == "bfloat16"
+  assert not default_config.build_model("C1H1").gated
+  with pytest.raises(default_config.ConfigError, match="config.model.name: unknown model"):
+    default_config.build_model("C3H1")

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ifirnn_jax import benchmark, deblur
+from ifirnn_jax import deblur
+from ifirnn_jax.benchmark import cli as benchmark_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_benchmark_help_shows_no_none_default_and_no_double_default():
-  text = " ".join(benchmark.build_parser().format_help().split())
+  text = " ".join(benchmark_cli.build_parser().format_help().split())
   assert "(default: None)" not in text
   assert "(default: benchmark.json)" in text  # a real default is still shown
   assert "(default: 15,150,1500)" in text

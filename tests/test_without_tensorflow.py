@@ -30,7 +30,7 @@ def _run_without_tensorflow(code: str, timeout: int = 600) -> subprocess.Complet
 def test_the_commands_import_without_tensorflow():
   result = _run_without_tensorflow(
       "import ifirnn_jax.train, ifirnn_jax.evaluate, ifirnn_jax.deblur, "
-      "ifirnn_jax.export, ifirnn_jax.benchmark, data_pipeline.numpy_pipeline; "
+      "ifirnn_jax.export, ifirnn_jax.benchmark.cli, data_pipeline.numpy_pipeline; "
       "from data_pipeline import loaders; print(loaders.resolve_loader('auto'))")
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == "numpy"
