@@ -89,6 +89,7 @@ class RunCheckpoints:
     raise CheckpointError.
     """
     directory = self.workdir / "checkpoints"
+    _mute_failed_restore_echoes()  # before: the echoes can come before the error does
     for step in sorted(self.periodic.all_steps(), reverse=True):
       try:
         stored = _restore_description(self.periodic, directory, step)
@@ -99,7 +100,6 @@ class RunCheckpoints:
           raise
         reason = str(e)
       except Exception as e:  # tensorstore raises bare Exceptions for damaged files
-        _mute_failed_restore_echoes()
         reason = f"{directory}/{step}: damaged checkpoint ({_reason(e)})"
       aside = self.workdir / "damaged_checkpoints" / str(step)
       try:
@@ -204,11 +204,11 @@ def load_checkpoint(workdir: str | os.PathLike, step: int | None = None, *,
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                             jax.eval_shape(model.init, jax.random.key(0)))
+    _mute_failed_restore_echoes()  # before: the echoes can come before the error does
     try:
       params = manager.restore(step, args=ocp.args.Composite(
           params=ocp.args.StandardRestore(abstract)))["params"]
     except Exception as e:  # tensorstore raises bare Exceptions for damaged files
-      _mute_failed_restore_echoes()
       raise CheckpointError(f"{directory}/{step}: cannot restore the parameters of "
                             f"{model.name}: the checkpoint is damaged or of another model "
                             f"({_reason(e)})") from None
