@@ -42,13 +42,17 @@ def test_tfds_builders_say_what_to_install():
   assert "tensorflow-datasets, which is not installed" in result.stderr
 
 
+def _train_without_tensorflow(root, workdir, *flags) -> subprocess.CompletedProcess:
+  """`python -m ifirnn_jax.train` on the tiny demo config over `root`, without TensorFlow."""
+  argv = ["train", "--config", "configs/demo.py:tiny", f"--config.data.root={root}",
+          "--config.data.make_default_if_missing=False", *flags, "--workdir", str(workdir)]
+  return _run_without_tensorflow(f"import runpy; sys.argv = {argv!r}; "
+                                 "runpy.run_module('ifirnn_jax.train', run_name='__main__')")
+
+
 def test_tfdata_loader_without_tensorflow_fails_with_one_error_line(tmp_path):
   root = data_trees.gopro_tree(tmp_path / "data")
-  result = _run_without_tensorflow(
-      "import runpy; sys.argv = ['train', '--config', 'configs/demo.py:tiny', "
-      f"'--config.data.root={root}', '--config.data.make_default_if_missing=False', "
-      f"'--config.data.loader=tfdata', '--workdir', '{tmp_path / 'w'}']; "
-      "runpy.run_module('ifirnn_jax.train', run_name='__main__')")
+  result = _train_without_tensorflow(root, tmp_path / "w", "--config.data.loader=tfdata")
   # No silent fall-back when tf.data was asked for: one error line, exit 2.
   assert result.returncode == 2, result.stderr[-2000:]
   last = result.stderr.strip().splitlines()[-1]
@@ -60,11 +64,7 @@ def test_tfdata_loader_without_tensorflow_fails_with_one_error_line(tmp_path):
 def test_training_runs_and_prints_its_table_without_tensorflow(tmp_path):
   root = data_trees.gopro_tree(tmp_path / "data", frames=8)
   workdir = tmp_path / "run"
-  result = _run_without_tensorflow(
-      "import runpy; sys.argv = ['train', '--config', 'configs/demo.py:tiny', "
-      f"'--config.data.root={root}', '--config.data.make_default_if_missing=False', "
-      f"'--workdir', '{workdir}']; "
-      "runpy.run_module('ifirnn_jax.train', run_name='__main__')")
+  result = _train_without_tensorflow(root, workdir)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Training input: numpy" in result.stderr
   assert "blurry input" in result.stdout and "gain" in result.stdout
