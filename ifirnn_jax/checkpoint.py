@@ -198,7 +198,7 @@ def load_checkpoint(workdir: str | os.PathLike, step: int | None = None, *,
     fields = {k: v for k, v in description.items() if k not in RUNTIME_FIELDS}
     fields.update(overrides)
     try:
-      model = IFIRNN(**{k: v for k, v in fields.items() if k in IFIRNN.__dataclass_fields__})
+      model = IFIRNN.from_fields(fields)
     except (TypeError, ValueError) as e:
       raise CheckpointError(f"{directory}/{step}: bad model description ({e})") from None
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

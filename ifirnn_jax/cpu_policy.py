@@ -2,11 +2,13 @@
 
 The measurements behind each are in docs/benchmarks.md.
 
-1. Winograd 3x3 convolutions (`winograd_applies`): conv_impl 'auto' runs a float32 3x3,
-   padding-1 convolution on CPU as Winograd F(4x4, 3x3) (layers.py) when both channel
-   counts are >= 16 and it has >= 16 output tiles of 4x4; smaller ones run as fast as
-   XLA's own convolution, which compiles several times faster. On other backends, or in
-   bfloat16, 'auto' is XLA's convolution (cuDNN on GPUs).
+1. Winograd 3x3 convolutions: conv_impl 'auto' is resolved once, when an IFIRNN is built
+   (`resolve_conv_impl`), for JAX's default backend. In float32 on the CPU it becomes
+   'winograd_large': a 3x3, padding-1 convolution runs as Winograd F(4x4, 3x3)
+   (layers.py) when both channel counts are >= 16 and it has >= 16 output tiles of 4x4
+   (`winograd_applies`); smaller ones run as fast as XLA's own convolution, which
+   compiles several times faster. On other backends, or in bfloat16, 'auto' becomes
+   'xla': XLA's convolution (cuDNN on GPUs).
 2. The frame scan (`resolve_scan_unroll`): on CPU, rolled when F_R's convolutions run as
    Winograd on one device's share of a training batch, fully unrolled otherwise (XLA's
    own convolutions differentiate much slower inside a rolled loop); 1 on accelerators.
@@ -31,7 +33,11 @@ import ml_collections
 
 from ifirnn_jax import glibc_malloc, huge_pages
 
-CONV_IMPLS = ("auto", "xla", "winograd")
+CONV_IMPLS = ("auto", "xla", "winograd")  # IFIRNN.conv_impl: what a user asks for
+# What the layers run, 'auto' resolved (`resolve_conv_impl`): XLA's convolutions; every
+# 3x3 conv as Winograd; or Winograd for the 3x3 convs large enough to pay. The last two
+# also run thin 5x5 convs (RGB in or out) as space-to-depth (layers.Conv).
+LAYER_CONV_IMPLS = ("xla", "winograd", "winograd_large")
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_TILES = 16
 WINOGRAD_TILE = 4  # output tile side of F(4x4, 3x3)
@@ -47,23 +53,37 @@ def stream_in_constant_memory() -> None:
   glibc_malloc.fix_mmap_threshold()
 
 
-def uses_cpu_formulations(impl: str, dtype: Any, backend: str | None = None) -> bool:
-  """Whether conv impl `impl` asks for the CPU formulations (Winograd, thin 5x5 convs
-  as space-to-depth): 'winograd' always, 'auto' for float32 on the CPU backend."""
+def resolve_conv_impl(impl: str, compute_dtype: Any, backend: str | None = None) -> str:
+  """The LAYER_CONV_IMPLS entry for IFIRNN.conv_impl `impl` on `backend` (default: JAX's
+  default backend, which this starts; only 'auto' in float32 asks for it)."""
   if impl not in CONV_IMPLS:
-    raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
-  if impl == "auto":
-    return (backend or jax.default_backend()) == "cpu" and jnp.dtype(dtype) == jnp.float32
-  return impl == "winograd"
+    raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
+  if impl != "auto":
+    return impl
+  if jnp.dtype(compute_dtype) != jnp.float32:
+    return "xla"
+  return "winograd_large" if (backend or jax.default_backend()) == "cpu" else "xla"
 
 
-def winograd_applies(impl: str, batch: int, height: int, width: int, in_channels: int,
-                     out_channels: int, dtype: Any = jnp.float32,
-                     backend: str | None = None) -> bool:
+def check_layer_conv_impl(impl: str) -> None:
+  if impl not in LAYER_CONV_IMPLS:
+    raise ValueError(f"a layer's conv impl must be one of {LAYER_CONV_IMPLS} (IFIRNN "
+                     f"resolves conv_impl 'auto' with resolve_conv_impl), got {impl!r}")
+
+
+def uses_cpu_formulations(layer_impl: str) -> bool:
+  """Whether layers with `layer_impl` run the CPU formulations (Winograd, thin 5x5 convs
+  as space-to-depth)."""
+  check_layer_conv_impl(layer_impl)
+  return layer_impl != "xla"
+
+
+def winograd_applies(layer_impl: str, batch: int, height: int, width: int,
+                     in_channels: int, out_channels: int) -> bool:
   """Whether a 3x3, padding-1 conv2d on [batch, height, width, in_channels] runs as Winograd."""
-  if not uses_cpu_formulations(impl, dtype, backend):
+  if not uses_cpu_formulations(layer_impl):
     return False
-  if impl == "winograd":
+  if layer_impl == "winograd":
     return True
   tiles = batch * -(-height // WINOGRAD_TILE) * -(-width // WINOGRAD_TILE)
   return (min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
@@ -84,6 +104,6 @@ def resolve_scan_unroll(config: ml_collections.ConfigDict, backend: str | None =
   per_device = max(config.batch_size // (device_count or jax.device_count()), 1)
   side = config.crop_size // 4
   fused = m.n3 + m.nh
-  rolled = winograd_applies(m.conv_impl, per_device, side, side, fused, fused,
-                            m.compute_dtype, backend)
+  layer_impl = resolve_conv_impl(m.conv_impl, m.compute_dtype, backend)
+  rolled = winograd_applies(layer_impl, per_device, side, side, fused, fused)
   return 1 if rolled else True

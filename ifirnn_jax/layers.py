@@ -25,10 +25,11 @@ convolutions XLA:CPU runs it faster than its own convolution, forward and backwa
 (docs/benchmarks.md); alone, a large one can lose, as its 2.25x larger tile
 buffers are fresh memory to page in (tests/test_layers.py checks it against
 `lax.conv_general_dilated` and PyTorch). The error is a few times float32 rounding
-(relative ~1e-6 per convolution). `impl` picks the algorithm: 'xla', 'winograd' or 'auto'
-(Winograd for float32 on CPU for all but small convolutions, XLA's convolution elsewhere,
-e.g. cuDNN on GPU). It costs compile time and memory for its tile buffers
-(docs/benchmarks.md).
+(relative ~1e-6 per convolution). `impl` picks the algorithm, one of
+cpu_policy.LAYER_CONV_IMPLS: 'xla', 'winograd', or 'winograd_large' (Winograd for all but
+small convolutions); IFIRNN resolves its conv_impl 'auto' into one of these once, when it
+is built (Winograd on CPU in float32, XLA's convolution elsewhere, e.g. cuDNN on GPU).
+Winograd costs compile time and memory for its tile buffers (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def winograd_conv3x3(x: Array, kernel: Array) -> Array:
 
 def _uses_winograd(impl: str, x: Array, kernel: Array, padding: int) -> bool:
   n, h, w, c = x.shape
-  return (winograd_applies(impl, n, h, w, c, kernel.shape[3], x.dtype)  # checks impl
+  return (winograd_applies(impl, n, h, w, c, kernel.shape[3])  # checks impl
           and kernel.shape[:2] == (3, 3) and padding == 1)
 
 
@@ -173,8 +174,8 @@ def conv2d(x: Array, kernel: Array, bias: Array, padding: int, impl: str = "xla"
   """Stride-1 cross-correlation, symmetric zero padding. x [N, H, W, C], kernel [k, k, C, O].
 
   impl: 'xla' (`lax.conv_general_dilated`), 'winograd' (`winograd_conv3x3` for 3x3 kernels
-  with padding 1, 'xla' otherwise) or 'auto': 'winograd' for float32 on CPU when C and
-  O >= 16 and there are >= 16 4x4 output tiles, else 'xla' (cuDNN and co. on accelerators).
+  with padding 1, 'xla' otherwise) or 'winograd_large': 'winograd' when C and O >= 16 and
+  there are >= 16 4x4 output tiles, else 'xla' (cpu_policy.winograd_applies).
   """
   kernel = kernel.astype(x.dtype)
   if _uses_winograd(impl, x, kernel, padding):
@@ -252,8 +253,8 @@ class Conv(nn.Module):
   """PyTorch `Conv2d(in, features, k, stride, padding=k // 2)` on NHWC input.
 
   stride 2 is supported for k = 5 (the spec's only strided conv); input H, W even.
-  impl: convolution algorithm, one of CONV_IMPLS (see `conv2d`); parameters are the same.
-  With the CPU formulations ('winograd', or 'auto' on CPU), a stride-1 5x5 conv with at
+  impl: convolution algorithm, one of LAYER_CONV_IMPLS (see `conv2d`); parameters are the
+  same. With the CPU formulations ('winograd', 'winograd_large'), a stride-1 5x5 conv with at
   most 4 input or output channels (F_B's RGB input layer, F_L's RGB output layer) on even
   H, W runs as space_to_depth, a 3x3 XLA conv (4x the channels in and out) and
   depth_to_space: XLA:CPU's direct 5x5 conv on 3 channels is several times slower
@@ -263,7 +264,7 @@ class Conv(nn.Module):
   features: int
   kernel_size: int
   stride: int = 1
-  impl: str = "auto"
+  impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -274,7 +275,7 @@ class Conv(nn.Module):
     if self.stride == 1:
       thin = k == 5 and min(x.shape[-1], self.features) <= _THIN_CHANNELS
       even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
-      if thin and even and uses_cpu_formulations(self.impl, x.dtype):
+      if thin and even and uses_cpu_formulations(self.impl):
         return depth_to_space(conv2d(space_to_depth(x), same5x5_as_space_to_depth_kernel(kernel),
                                      jnp.tile(bias, 4), padding=1, impl="xla"))
       return conv2d(x, kernel, bias, padding=k // 2, impl=self.impl)
@@ -288,7 +289,7 @@ class ConvTranspose(nn.Module):
   """PyTorch `ConvTranspose2d(in, features, 4, stride=2, padding=1)`: doubles H and W."""
 
   features: int
-  impl: str = "auto"
+  impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -306,7 +307,7 @@ class ResBlock(nn.Module):
   """EDSR residual block: conv3x3, ReLU, conv3x3, plus identity (no BN, no final ReLU)."""
 
   features: int
-  impl: str = "auto"
+  impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ifirnn_jax.cpu_policy import CONV_IMPLS
+from ifirnn_jax.cpu_policy import resolve_conv_impl
 from ifirnn_jax.layers import Conv, ConvTranspose, ResBlock
 
 Array = jax.Array
@@ -52,7 +52,7 @@ class Cell(nn.Module):
   nh: int = 20
   num_resblocks: int = 6
   with_latent: bool = True
-  conv_impl: str = "auto"
+  conv_impl: str = "xla"  # one of cpu_policy.LAYER_CONV_IMPLS
 
   def setup(self):
     fused, impl = self.n3 + self.nh, self.conv_impl
@@ -178,7 +178,9 @@ class IFIRNN:
       layers.py, for float32 on CPU where it pays; XLA's convolution, i.e. cuDNN, on
       GPU), 'xla' or 'winograd'; same parameters. On CPU 'auto' is faster for inference
       and training, at the price of longer compiles and about twice the temporaries
-      (docs/benchmarks.md).
+      (docs/benchmarks.md). 'auto' is resolved once, here, for JAX's default backend
+      (which building the model therefore starts; `cpu_devices.request_cpu_devices`
+      must come first), into `layer_conv_impl` (cpu_policy.resolve_conv_impl).
   """
 
   cells: int = 2
@@ -195,6 +197,7 @@ class IFIRNN:
   remat: bool = False
   compute_dtype: str = "float32"
   conv_impl: str = "auto"
+  layer_conv_impl: str = dataclasses.field(init=False, repr=False)  # conv_impl resolved
 
   def __post_init__(self):
     if self.cells not in (1, 2):
@@ -209,8 +212,8 @@ class IFIRNN:
     if self.compute_dtype not in COMPUTE_DTYPES:
       raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, "
                        f"got {self.compute_dtype!r}")
-    if self.conv_impl not in CONV_IMPLS:
-      raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {self.conv_impl!r}")
+    object.__setattr__(self, "layer_conv_impl",
+                       resolve_conv_impl(self.conv_impl, self.compute_dtype))
 
   # ----------------------------------------------------------------- structure
   @property
@@ -231,11 +234,18 @@ class IFIRNN:
     does; a field missing from an older file takes the dataclass default.
     """
     return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-            if f.name not in RUNTIME_FIELDS}
+            if f.init and f.name not in RUNTIME_FIELDS}
+
+  @classmethod
+  def from_fields(cls, fields: dict[str, Any]) -> IFIRNN:
+    """The IFIRNN of the constructor `fields` in `fields` (other keys, e.g. from a newer
+    file's description, are ignored); ValueError or TypeError for bad values."""
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    return cls(**{k: v for k, v in fields.items() if k in names})
 
   def cell_modules(self) -> list[Cell]:
     return [Cell(self.n1, self.n2, self.n3, self.nh, self.num_resblocks,
-                 with_latent=(k == self.cells - 1), conv_impl=self.conv_impl)
+                 with_latent=(k == self.cells - 1), conv_impl=self.layer_conv_impl)
             for k in range(self.cells)]
 
   def gate_module(self) -> Gate:

@@ -184,7 +184,7 @@ def infer_model(state: dict[str, np.ndarray], metadata: dict[str, str] | None = 
     raise WeightsError(f"{source}: not an IFI-RNN weight file (no tensor {e})") from None
   fields.update(overrides)
   try:
-    return IFIRNN(**{k: v for k, v in fields.items() if k in IFIRNN.__dataclass_fields__})
+    return IFIRNN.from_fields(fields)
   except (ValueError, TypeError) as e:
     raise WeightsError(f"{source}: {e}") from None
 

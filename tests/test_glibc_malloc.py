@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ifirnn_jax import glibc_malloc, huge_pages
+from ifirnn_jax import huge_pages
 
 REPO = Path(__file__).resolve().parents[1]
 

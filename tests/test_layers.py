@@ -2,13 +2,15 @@
 (`lax.conv_general_dilated` at full precision), PyTorch's conv2d / conv_transpose2d, and
 the Winograd transforms written out as matrices (Lavin & Gray 2016)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import ifirnn_jax as ifr
-from ifirnn_jax import layers
+from ifirnn_jax import cpu_policy, layers
 
 torch = pytest.importorskip("torch", reason="torch comes with the [test] extra")
 import torch.nn.functional as F  # noqa: E402
@@ -90,25 +92,57 @@ def _convolution_primitives(impl, x_shape, kernel_shape, padding=1):
   return {eqn.primitive.name for eqn in jaxpr.jaxpr.eqns}
 
 
-def test_auto_uses_winograd_on_cpu_for_large_3x3_convolutions_only():
+def test_winograd_large_uses_winograd_for_large_3x3_convolutions_only():
   big, small = (1, 135, 240, 80), (1, 13, 11, 80)  # small: 4 x 3 = 12 4x4 tiles
-  # On accelerators 'auto' always keeps XLA's convolution (cuDNN and co.).
-  uses_xla = "conv_general_dilated" in _convolution_primitives("auto", big, (3, 3, 80, 80))
-  assert uses_xla == (jax.default_backend() != "cpu")
-  sixteen_tiles = "conv_general_dilated" in _convolution_primitives("auto", (1, 16, 16, 80),
-                                                                    (3, 3, 80, 80))
-  assert sixteen_tiles == (jax.default_backend() != "cpu")
-  assert "conv_general_dilated" in _convolution_primitives("auto", small, (3, 3, 80, 80))
+  assert "conv_general_dilated" not in _convolution_primitives("winograd_large", big,
+                                                               (3, 3, 80, 80))
+  assert "conv_general_dilated" not in _convolution_primitives("winograd_large", (1, 16, 16, 80),
+                                                               (3, 3, 80, 80))
+  assert "conv_general_dilated" in _convolution_primitives("winograd_large", small, (3, 3, 80, 80))
   # Few channels: Winograd's matmuls would have K = 8; XLA's convolution is as fast.
-  assert "conv_general_dilated" in _convolution_primitives("auto", (1, 270, 480, 8), (3, 3, 8, 80))
+  assert "conv_general_dilated" in _convolution_primitives("winograd_large", (1, 270, 480, 8),
+                                                           (3, 3, 8, 80))
   assert "conv_general_dilated" in _convolution_primitives("xla", big, (3, 3, 80, 80))
   assert "conv_general_dilated" not in _convolution_primitives("winograd", small, (3, 3, 80, 80))
   # Winograd here is F(4x4, 3x3) only: other kernels and paddings stay XLA convolutions.
   assert "conv_general_dilated" in _convolution_primitives("winograd", big, (5, 5, 80, 80), 2)
-  with pytest.raises(ValueError, match="conv impl"):
-    _convolution_primitives("cudnn", small, (3, 3, 80, 80))
+  for bad in ("cudnn", "auto"):  # layers take a resolved impl: 'auto' is the model's to resolve
+    with pytest.raises(ValueError, match="conv impl must be one of"):
+      _convolution_primitives(bad, small, (3, 3, 80, 80))
   with pytest.raises(ValueError, match="conv_impl"):
     ifr.IFIRNN(conv_impl="fast")
+
+
+@pytest.mark.parametrize("impl,dtype,backend,expected", [
+    ("auto", "float32", "cpu", "winograd_large"),
+    ("auto", "float32", "gpu", "xla"),       # cuDNN and co. on accelerators
+    ("auto", "float32", "tpu", "xla"),
+    ("auto", "bfloat16", "cpu", "xla"),
+    ("xla", "float32", "cpu", "xla"),
+    ("winograd", "float32", "gpu", "winograd"),
+    ("winograd", "bfloat16", "cpu", "winograd"),
+])
+def test_conv_impl_resolution(impl, dtype, backend, expected):
+  assert cpu_policy.resolve_conv_impl(impl, dtype, backend) == expected
+
+
+def test_auto_is_resolved_once_when_the_model_is_built(monkeypatch):
+  """Built once for the default backend; tracing and running then never ask for it."""
+  # Widths no other test uses, so that no jit cache spares the trace.
+  model = ifr.IFIRNN(cells=1, iterations=2, n1=3, n2=5, n3=7, nh=5, num_resblocks=1)
+  expected = "winograd_large" if jax.default_backend() == "cpu" else "xla"
+  assert (model.conv_impl, model.layer_conv_impl) == ("auto", expected)
+  assert ifr.IFIRNN(compute_dtype="bfloat16").layer_conv_impl == "xla"
+  assert dataclasses.replace(model, conv_impl="winograd").layer_conv_impl == "winograd"
+  assert "layer_conv_impl" not in model.description()
+
+  def no_backend_lookup():
+    raise AssertionError("the backend was looked up after the model was built")
+
+  monkeypatch.setattr(jax, "default_backend", no_backend_lookup)
+  params = model.init(jax.random.key(0))
+  video = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
+  assert model.deblur(params, video).shape == (2, 8, 8, 3)
 
 
 # ------------------------------------------------------------------ layers vs PyTorch
