@@ -86,6 +86,16 @@ def hms(seconds: float) -> str:
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def seconds_left(elapsed_s: float, done: float, total: float) -> float:
+  """Time to finish `total` units of work at the mean rate of the `done` so far (> 0)."""
+  return elapsed_s / done * (total - done)
+
+
+def status(message: str) -> None:
+  """One line of status on stderr (a long command's steps, between progress bars)."""
+  print(message, file=sys.stderr, flush=True)
+
+
 class Progress:
   """`label: done/total unit (pct)  rate unit/s  ETA h:mm:ss  elapsed h:mm:ss` on stderr.
 
@@ -120,7 +130,8 @@ class Progress:
     if self.total:
       line += f"/{self.total} {self.unit} ({100 * self.done / self.total:3.0f}%)"
       if rate > 0:
-        line += f"  {rate:.2f} {self.unit}/s  ETA {hms((self.total - self.done) / rate)}"
+        line += (f"  {rate:.2f} {self.unit}/s  "
+                 f"ETA {hms(seconds_left(elapsed, self.done, self.total))}")
     else:
       line += f" {self.unit}  {rate:.2f} {self.unit}/s"
     line += f"  elapsed {hms(elapsed)}"

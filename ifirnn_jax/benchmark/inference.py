@@ -15,7 +15,6 @@ from data_pipeline import files
 from ifirnn_jax.benchmark.flops import spec_gflops
 from ifirnn_jax.benchmark.probes import (interleave, matmul_gflops, peak_memory, summarize,
                                          time_calls, xla_flops, xla_memory)
-from ifirnn_jax.benchmark.report import progress
 from ifirnn_jax.benchmark.settings import Settings, make_model, torch_architecture, torch_device
 from ifirnn_jax.models import IFIRNN
 
@@ -153,7 +152,7 @@ def benchmark_inference_model(name: str, settings: Settings, device: jax.Device,
 
 def run_inference(settings: Settings, device: jax.Device, report: dict[str, Any],
                   save: Callable[[], None]) -> None:
-  progress(f"measuring the {settings.matmul_size}x{settings.matmul_size} matmul rate ...")
+  files.status(f"measuring the {settings.matmul_size}x{settings.matmul_size} matmul rate ...")
   rates = {"float32": matmul_gflops(device, "float32", settings.matmul_size)}
   if device.platform != "cpu" or settings.dtype == "bfloat16":
     rates["bfloat16"] = matmul_gflops(device, "bfloat16", settings.matmul_size)
@@ -165,13 +164,13 @@ def run_inference(settings: Settings, device: jax.Device, report: dict[str, Any]
   start = time.perf_counter()
   with tempfile.TemporaryDirectory(prefix="ifirnn_bench_") as tmp:
     for i, name in enumerate(settings.models):
-      progress(f"[{i + 1}/{len(settings.models)}] {name}: compiling and timing "
+      files.status(f"[{i + 1}/{len(settings.models)}] {name}: compiling and timing "
                f"({settings.warmup} warm-up + {settings.repeats} frames"
                f"{', taking turns with PyTorch' if settings.torch else ''}) ...")
       report["results"].append(
           benchmark_inference_model(name, settings, device, rates[settings.dtype], Path(tmp)))
       save()
       elapsed = time.perf_counter() - start
-      left = elapsed / sum(work[:i + 1]) * sum(work[i + 1:])
-      progress(f"[{i + 1}/{len(settings.models)}] {name} done; {files.hms(elapsed)} "
+      left = files.seconds_left(elapsed, sum(work[:i + 1]), sum(work))
+      files.status(f"[{i + 1}/{len(settings.models)}] {name} done; {files.hms(elapsed)} "
                f"elapsed, about {files.hms(left)} left")

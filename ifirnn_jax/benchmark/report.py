@@ -1,15 +1,10 @@
-"""The printed tables of each mode, and progress lines on stderr."""
+"""The printed tables of each mode."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from ifirnn_jax import huge_pages
-
-
-def progress(message: str) -> None:
-  print(message, file=sys.stderr, flush=True)
 
 
 def _pages(report: dict[str, Any]) -> str:

@@ -10,9 +10,9 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from data_pipeline import files
 from ifirnn_jax.benchmark.flops import spec_gflops
 from ifirnn_jax.benchmark.probes import BLOCK, interleave, summarize
-from ifirnn_jax.benchmark.report import progress
 from ifirnn_jax.benchmark.settings import BenchmarkError, Settings, make_model, unroll_label
 from ifirnn_jax.benchmark.train_step import variant_name
 from ifirnn_jax.benchmark.variants import ChildVariant, InProcessVariant, ProcessGroupVariant
@@ -41,13 +41,13 @@ def run_train(settings: Settings, device: jax.Device, report: dict[str, Any],
                                         Path(tmp) / "init.safetensors", model=model)
     try:
       for i, job in enumerate(jobs):  # set up and compile one at a time
-        progress(f"[{i + 1}/{len(jobs)}] {name} train step, {variant_name(job)}: "
+        files.status(f"[{i + 1}/{len(jobs)}] {name} train step, {variant_name(job)}: "
                  f"setting up and compiling ...")
         job.update(model=name, settings=dataclasses.asdict(settings),
                    weights_path=str(weights_path), batch_path=str(batch_path))
         variants.append(ProcessGroupVariant(job) if job.get("num_processes", 1) > 1
                         else open_variant(job))
-      progress(f"timing: {settings.warmup} warm-up + {settings.repeats} steps of "
+      files.status(f"timing: {settings.warmup} warm-up + {settings.repeats} steps of "
                f"{b}x{t}x{h}x{w} per variant, the variants taking turns (blocks of "
                f"{BLOCK} steps, each after an untimed one) ...")
       times = interleave(variants, settings.warmup, settings.repeats)
@@ -100,7 +100,7 @@ def measure_pipeline(settings: Settings) -> dict[str, Any]:
   from data_pipeline.errors import DataError
   extra = {"blur_dir": settings.blur_dir} if settings.layout == "gopro" else {}
   batches_timed, warmup = max(settings.repeats, 20), 3
-  progress(f"timing the input pipeline on {settings.data}: {warmup} warm-up + {batches_timed} "
+  files.status(f"timing the input pipeline on {settings.data}: {warmup} warm-up + {batches_timed} "
            f"batches of {settings.batch}x{settings.frames}x{settings.height}x{settings.width}")
   try:
     sequences = layouts.find_sequences(settings.data, settings.layout, "train",
