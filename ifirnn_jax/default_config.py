@@ -16,7 +16,7 @@ import ml_collections
 from data_pipeline.layouts import LAYOUTS
 from ifirnn_jax import losses
 from ifirnn_jax.cpu_policy import CONV_IMPLS
-from ifirnn_jax.models import COMPUTE_DTYPES, IFIRNN
+from ifirnn_jax.models import COMPUTE_DTYPES, IFIRNN, SPEC_WIDTHS
 
 MODEL_NAME = re.compile(r"^C([12])H([1-9]\d*)(-reg)?$")
 
@@ -35,12 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "C2H3"          # C{1,2}H{N}[-reg]: cells, iterations, gated training
-  c.model.n1 = 20                # F_B widths at full, 1/2, 1/4 resolution
-  c.model.n2 = 40
-  c.model.n3 = 60
-  c.model.nh = 20                # hidden-state channels
-  c.model.num_resblocks = 6      # ResBlocks in F_R
-  c.model.gate_hidden = 16
+  # The spec's widths: n1, n2, n3 (F_B at full, 1/2, 1/4 resolution) = 20, 40, 60;
+  # nh (hidden-state channels) = 20; num_resblocks (in F_R) = 6; gate_hidden = 16.
+  c.model.update(SPEC_WIDTHS)
   c.model.residual_output = True
   c.model.compute_dtype = "float32"  # 'bfloat16' for GPUs
   c.model.scan_unroll = 0        # 0: auto (cpu_policy.resolve_scan_unroll); an int; True: full

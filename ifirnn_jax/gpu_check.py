@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from data_pipeline import files
+from ifirnn_jax.benchmark.settings import SPEC_WIDTHS
 from ifirnn_jax.models import COMPUTE_DTYPES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def _stage_commands(small: bool, out: Path, torch: bool) -> dict[str, list[str]]
   else:
     infer += ["--torch" if torch else "--no-torch"]
     step += ["--height", "256", "--width", "256", "--batch", "4", "--frames", "12",
-             "--widths", "20,40,60,20,6", "--no-torch"]
+             "--widths", ",".join(map(str, SPEC_WIDTHS)), "--no-torch"]
     train = ["--config", "configs/demo.py", "--config.batch_size=16",
              "--config.crop_size=256", "--config.clip_length=12",
              "--config.num_train_steps=100000", "--config.cpu_devices=1",

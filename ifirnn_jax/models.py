@@ -35,6 +35,9 @@ MAX_ITERATIONS = 64    # N, intra-frame iterations
 MAX_WIDTH = 1024       # n1, n2, n3, nh, gate_hidden (channels)
 MAX_RESBLOCKS = 64     # num_resblocks
 COMPUTE_DTYPES = ("float32", "bfloat16")
+# The spec's widths (docs/architecture.md): F_B at full, 1/2 and 1/4 resolution, the hidden
+# state, F_R's residual blocks, and the gate's hidden Dense layer.
+SPEC_WIDTHS = dict(n1=20, n2=40, n3=60, nh=20, num_resblocks=6, gate_hidden=16)
 TRANSPOSED_CONV_LAYERS = ("F_L_0", "F_L_1")  # the 4x4 stride-2 ConvTranspose layers
 
 # IFIRNN fields that choose how the network runs, not what it computes (up to float
@@ -46,11 +49,11 @@ RUNTIME_FIELDS = ("scan_unroll", "remat", "compute_dtype", "conv_impl")
 class Cell(nn.Module):
   """One IFI-RNN cell: F_B (blur features), F_R (fusion), F_h (hidden), optional F_L."""
 
-  n1: int = 20
-  n2: int = 40
-  n3: int = 60
-  nh: int = 20
-  num_resblocks: int = 6
+  n1: int
+  n2: int
+  n3: int
+  nh: int
+  num_resblocks: int
   with_latent: bool = True
   conv_impl: str = "xla"  # one of cpu_policy.LAYER_CONV_IMPLS
 
@@ -185,13 +188,13 @@ class IFIRNN:
 
   cells: int = 2
   iterations: int = 3
-  n1: int = 20
-  n2: int = 40
-  n3: int = 60
-  nh: int = 20
-  num_resblocks: int = 6
+  n1: int = SPEC_WIDTHS["n1"]
+  n2: int = SPEC_WIDTHS["n2"]
+  n3: int = SPEC_WIDTHS["n3"]
+  nh: int = SPEC_WIDTHS["nh"]
+  num_resblocks: int = SPEC_WIDTHS["num_resblocks"]
   gated: bool = False
-  gate_hidden: int = 16
+  gate_hidden: int = SPEC_WIDTHS["gate_hidden"]
   residual_output: bool = True
   scan_unroll: int | bool = 1
   remat: bool = False

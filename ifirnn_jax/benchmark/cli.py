@@ -20,11 +20,16 @@ from ifirnn_jax import cpu_devices
 from ifirnn_jax.benchmark.inference import run_inference
 from ifirnn_jax.benchmark.memory import MEMORY_LENGTHS, run_memory
 from ifirnn_jax.benchmark.report import inference_table, memory_table, train_table
-from ifirnn_jax.benchmark.settings import (MODE_DEFAULTS, BenchmarkError, Settings, environment,
+from ifirnn_jax.benchmark.settings import (MODE_DEFAULTS, SMALL_TRAIN_WIDTHS, SPEC_WIDTHS,
+                                           WIDTH_FIELDS, BenchmarkError, Settings, environment,
                                            make_model, parse_widths, select_device,
                                            torch_available, unroll_label)
 from ifirnn_jax.benchmark.train_run import run_train
 from ifirnn_jax.cpu_policy import CONV_IMPLS
+
+
+def _commas(values: tuple[int, ...]) -> str:
+  return ",".join(map(str, values))
 
 
 def _parse_unroll(text: str) -> tuple[int | bool, ...]:
@@ -61,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="memory: video lengths in frames, comma-separated")
   p.add_argument("--models", help="comma-separated C1HN/C2HN[-reg] names (inference default: "
                  "the 8 of Table 1; train default: C2H2)")
-  p.add_argument("--widths", help="n1,n2,n3,nh,num_resblocks (inference default 20,40,60,20,6; "
-                 "train default 16,32,48,16,4)")
+  p.add_argument("--widths", help=f"{','.join(WIDTH_FIELDS)} (inference default "
+                 f"{_commas(SPEC_WIDTHS)}; train default {_commas(SMALL_TRAIN_WIDTHS)})")
   p.add_argument("--height", type=int, help="frame height, multiple of 4 (default 540; train 64)")
   p.add_argument("--width", type=int, help="frame width, multiple of 4 (default 960; train 64)")
   p.add_argument("--batch", type=int, help="clips per batch (default 1; train 4)")
