@@ -439,7 +439,7 @@ def make_default_dataset(out_dir: str | os.PathLike[str], *, seed: int = 0,
   plans = plan_sequences(spec)
   meter = files.Progress(len(plans) * spec.frames_per_sequence, "default data",
                          log_interval_s=5) if progress else None
-  partial = synthesize.make_partial_folder(out)
+  partial = files.make_partial_folder(out)
   try:
     done = 0
     for plan in plans:
@@ -455,7 +455,7 @@ def make_default_dataset(out_dir: str | os.PathLike[str], *, seed: int = 0,
     if meter:
       meter.finish()
     files.write_json_atomic(partial / MARKER, _marker(spec, plans), indent=1)
-    synthesize.replace_folder(partial, out)
+    files.replace_folder(partial, out)
   finally:
     shutil.rmtree(partial, ignore_errors=True)
   return out

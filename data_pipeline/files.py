@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -53,6 +54,33 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
   except BaseException:
     Path(temporary).unlink(missing_ok=True)
     raise
+
+
+def folder_mode() -> int:
+  """The mode `mkdir` gives a new folder: 0o777 less the process umask."""
+  return 0o777 & ~umask()
+
+
+def make_partial_folder(target: str | os.PathLike) -> Path:
+  """A new hidden folder beside `target` to build it in (mode from the umask, not mkdtemp's
+  0700); `replace_folder` moves it into place."""
+  target = Path(target)
+  partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
+  partial.chmod(folder_mode())
+  return partial
+
+
+def replace_folder(source: str | os.PathLike, target: str | os.PathLike) -> None:
+  """Renames folder `source` to `target`; an existing `target` is moved aside first and
+  deleted after, so `target` is at every moment either the old folder or the new one."""
+  source, target = Path(source), Path(target)
+  if not target.exists():
+    os.replace(source, target)
+    return
+  old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+  os.replace(target, old / target.name)
+  os.replace(source, target)
+  shutil.rmtree(old, ignore_errors=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

@@ -42,7 +42,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence as SequenceOf
 from pathlib import Path
@@ -50,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import skimage.transform
 
-from data_pipeline import image_io, layouts, outputs, termination
+from data_pipeline import files, image_io, layouts, outputs, termination
 from data_pipeline.errors import DataError
 from data_pipeline.files import Progress
 
@@ -209,26 +208,6 @@ def _windows(sequence: SourceSequence, average: int,
     yield np.stack(frames)
 
 
-def make_partial_folder(target: Path) -> Path:
-  """A new hidden folder next to `target` to build it in (mode from the umask, not 0700)."""
-  partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
-  umask = os.umask(0)
-  os.umask(umask)
-  partial.chmod(0o777 & ~umask)
-  return partial
-
-
-def replace_folder(source: Path, target: Path) -> None:
-  """Renames `source` to `target`, replacing `target` (moved aside, then removed)."""
-  if not target.exists():
-    os.replace(source, target)
-    return
-  old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-  os.replace(target, old / target.name)
-  os.replace(source, target)
-  shutil.rmtree(old, ignore_errors=True)
-
-
 def synthesize(frames_dir: str | os.PathLike[str], out: str | os.PathLike[str],
                average: int, *, downsample: tuple[int, int] | None = None,
                overwrite: bool = False, progress: bool = True) -> dict[str, int]:
@@ -263,7 +242,7 @@ def synthesize(frames_dir: str | os.PathLike[str], out: str | os.PathLike[str],
   done, written = 0, {}
   for sequence in sequences:
     try:
-      partial = make_partial_folder(out / sequence.name)
+      partial = files.make_partial_folder(out / sequence.name)
     except OSError as e:
       raise DataError(f"output folder {out}: cannot be written ({e.strerror or e})") from None
     try:
@@ -278,7 +257,7 @@ def synthesize(frames_dir: str | os.PathLike[str], out: str | os.PathLike[str],
         if meter:
           meter.update(done)
       try:
-        replace_folder(partial, out / sequence.name)
+        files.replace_folder(partial, out / sequence.name)
       except OSError as e:
         raise DataError(f"output folder {out / sequence.name}: cannot move the result "
                         f"into place ({e.strerror or e})") from None

@@ -348,13 +348,11 @@ class FrameSink:
     try:
       # mkstemp/mkdtemp make private (0600/0700) entries; give the result the
       # permissions a plainly created file or folder would have.
-      os.chmod(temp, (0o777 if temp.is_dir() else 0o666) & ~files.umask())
-      if self.path.is_dir():  # overwrite a folder: swap, then delete the old one
-        old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=self.path.parent))
-        os.replace(self.path, old / self.path.name)
-        os.replace(temp, self.path)
-        shutil.rmtree(old, ignore_errors=True)
+      if temp.is_dir():
+        os.chmod(temp, files.folder_mode())
+        files.replace_folder(temp, self.path)
       else:
+        os.chmod(temp, files.file_mode())
         os.replace(temp, self.path)
     except OSError as e:
       _remove(temp)

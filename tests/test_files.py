@@ -38,6 +38,32 @@ def test_json_holds_values_json_cannot_as_strings(tmp_path):
   assert json.loads(path.read_text()) == {"root": str(tmp_path), "n": 2}
 
 
+def test_a_folder_built_aside_replaces_the_old_one_with_a_plain_mkdir_mode(tmp_path):
+  target = tmp_path / "out"
+  target.mkdir()
+  (target / "old.png").write_bytes(b"old")
+  old = os.umask(0o027)
+  try:
+    partial = files.make_partial_folder(target)
+    (tmp_path / "plain").mkdir()
+  finally:
+    os.umask(old)
+  assert partial.parent == tmp_path and partial.name.startswith(".out.partial-")
+  assert stat.S_IMODE(partial.stat().st_mode) == 0o750
+  assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o750
+  (partial / "new.png").write_bytes(b"new")
+  files.replace_folder(partial, target)
+  assert [p.name for p in target.iterdir()] == ["new.png"]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "plain"]  # nothing left aside
+  files.replace_folder(files.make_partial_folder(tmp_path / "fresh"), tmp_path / "fresh")
+  assert (tmp_path / "fresh").is_dir()
+
+
+def test_seconds_left_is_the_mean_rate_so_far():
+  assert files.seconds_left(10.0, 2, 8) == 30.0
+  assert files.seconds_left(4.0, 1.5, 1.5) == 0.0
+
+
 def test_natural_sort_key_orders_numbers_by_value():
   names = ["f10.png", "f2.png", "f1.png", "a.png", "f02b.png"]
   assert sorted(names, key=files.natural_sort_key) == [

@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import ifirnn_jax as ifr
-from data_pipeline import image_io, layouts, outputs, synthesize, termination
+from data_pipeline import files, image_io, layouts, outputs, synthesize, termination
 from data_pipeline.errors import DataError
 from data_pipeline.video import FrameSink, open_frames
 from ifirnn_jax import checkpoint, deblur, evaluate, evaluation, reports
@@ -102,7 +102,7 @@ def test_synthesize_read_only_out_is_one_error(tmp_path, monkeypatch, capsys):
 
   def refuse(*args, **kwargs):
     raise PermissionError(errno.EACCES, "Permission denied")
-  monkeypatch.setattr(synthesize, "make_partial_folder", refuse)
+  monkeypatch.setattr(files, "make_partial_folder", refuse)
   status = synthesize.main(["--frames", str(source), "--average", "3",
                             "--out", str(tmp_path / "out")])
   err = capsys.readouterr().err
