@@ -290,17 +290,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
   args = parse_args(argv)
   start = time.monotonic()
-  try:
-    with termination.sigterm_as_interrupt():
-      size = parse_size(args.downsample) if args.downsample is not None else None
-      written = synthesize(args.frames, args.out, args.average, downsample=size,
-                           overwrite=args.overwrite)
-  except DataError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM
-    what, status = termination.describe(e)
-    print(f"{what}; sequences not finished were not written", file=sys.stderr)
+  written: dict[str, int] = {}
+
+  def work() -> None:
+    size = parse_size(args.downsample) if args.downsample is not None else None
+    written.update(synthesize(args.frames, args.out, args.average, downsample=size,
+                              overwrite=args.overwrite))
+
+  status = termination.run_command(work, (DataError,),
+                                   "sequences not finished were not written")
+  if status:
     return status
   print(f"wrote {sum(written.values())} frames of {len(written)} sequences to "
         f"{args.out} in {time.monotonic() - start:.1f}s")

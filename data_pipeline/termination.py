@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 
 # Exit statuses of a run stopped by SIGINT (Ctrl-C) or SIGTERM: 128 + the signal.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -46,6 +47,27 @@ def describe(interrupt: KeyboardInterrupt) -> tuple[str, int]:
   if isinstance(interrupt, Terminated):
     return "terminated (SIGTERM)", EXIT_TERMINATED
   return "interrupted", EXIT_INTERRUPTED
+
+
+def run_command(work: Callable[[], None], errors: tuple[type[BaseException], ...],
+                unfinished: str) -> int:
+  """A command's exit status: runs `work` with SIGTERM as Ctrl-C; 0 when it finishes.
+
+  One of `errors` (bad input: a message naming the file and the problem) prints
+  `error: <message>` on one line and gives 2; Ctrl-C or SIGTERM prints
+  `interrupted; <unfinished>` (or `terminated (SIGTERM); ...`) and gives 130 or 143.
+  """
+  try:
+    with sigterm_as_interrupt():
+      work()
+  except errors as e:
+    print(f"error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt as e:
+    what, status = describe(e)
+    print(f"{what}; {unfinished}", file=sys.stderr)
+    return status
+  return 0
 
 
 @contextlib.contextmanager

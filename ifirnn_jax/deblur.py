@@ -250,17 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     # which JAX's blanket warning about os.fork() does not concern.
     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called",
                             category=RuntimeWarning)
-    try:
-      with termination.sigterm_as_interrupt():
-        run(args)
-    except (DataError, WeightsError, ValueError, OSError) as e:
-      print(f"error: {e}", file=sys.stderr)
-      return 2
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM
-      what, status = termination.describe(e)
-      print(f"{what}; no output written", file=sys.stderr)
-      return status
-  return 0
+    return termination.run_command(lambda: run(args),
+                                   (DataError, WeightsError, ValueError, OSError),
+                                   "no output written")
 
 
 if __name__ == "__main__":

@@ -217,18 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
   except SystemExit as e:  # --help, or a usage error (already printed, status 2)
     return int(e.code or 0)
-  try:
-    with termination.sigterm_as_interrupt():
-      run(args)
-  except (EvalError, DataError, WeightsError, CheckpointError, ValueError, OSError) as e:
-    message = " ".join(str(e).split()) or type(e).__name__
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-  except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM
-    what, status = termination.describe(e)
-    print(f"{what}; no results written", file=sys.stderr)
-    return status
-  return 0
+  return termination.run_command(
+      lambda: run(args),
+      (EvalError, DataError, WeightsError, CheckpointError, ValueError, OSError),
+      "no results written")
 
 
 if __name__ == "__main__":
