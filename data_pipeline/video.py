@@ -284,7 +284,7 @@ class FrameSink:
                                     suffix=self.path.suffix, dir=parent)
         os.close(fd)
       else:
-        temp = tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=parent)
+        temp = files.make_partial_folder(self.path)
     except OSError as e:
       raise DataError(f"{self.path}: cannot write here ({e.strerror})") from None
     self._temp: Path | None = Path(temp)
@@ -346,12 +346,9 @@ class FrameSink:
   def _commit(self) -> None:
     temp, self._temp = self._temp, None
     try:
-      # mkstemp/mkdtemp make private (0600/0700) entries; give the result the
-      # permissions a plainly created file or folder would have.
-      if temp.is_dir():
-        os.chmod(temp, files.folder_mode())
+      if temp.is_dir():  # made by make_partial_folder, with a plain folder's mode
         files.replace_folder(temp, self.path)
-      else:
+      else:  # mkstemp makes a private (0600) file: give it a plain file's mode
         os.chmod(temp, files.file_mode())
         os.replace(temp, self.path)
     except OSError as e:
