@@ -1,6 +1,8 @@
 """Behaviour of the network, the gate, the losses and weight files (independent facts:
 the spec's parameter counts and formulas, hand-computed cases)."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -8,7 +10,9 @@ import numpy as np
 import pytest
 
 import ifirnn_jax as ifr
+from ifirnn_jax import default_config
 from ifirnn_jax.models import Cell, GateTrace
+from tests.tiny_models import tiny_params
 
 TINY = dict(n1=4, n2=6, n3=8, nh=4, num_resblocks=1)
 
@@ -59,6 +63,40 @@ def test_any_size_is_padded_and_cropped_back():
   params = model.init(jax.random.key(1))
   for shape in [(2, 13, 9, 3), (1, 2, 50, 70, 3), (3, 4, 4, 3)]:
     assert model.deblur(params, _video(shape)).shape == shape
+
+
+def test_global_residual_adds_the_input_to_f_l_by_hand():
+  """L_t = B_t + F_L(f_R): with one frame and N = 1, f_R = F_R(F_B(B_1), h_0 = 0),
+  computed here from the cell's layers; with residual_output off, L_t = F_L(f_R)."""
+  model = ifr.IFIRNN(cells=1, iterations=1, conv_impl="xla", **TINY)
+  params = tiny_params(model, seed=5)
+  blur = _video((1, 1, 12, 8, 3), seed=6)
+  cell = model.cell_modules()[0]
+  cell_params = {"params": params["cells_0"]}
+  features = cell.apply(cell_params, blur[:, 0], method=Cell.blur_features)
+  fused = cell.apply(cell_params, features, jnp.zeros((1, 3, 2, TINY["nh"])),
+                     method=Cell.fuse)
+  latent = np.asarray(cell.apply(cell_params, fused, method=Cell.latent_residual))
+  assert np.abs(latent).mean() > 1e-2  # F_L's path is not negligible
+  out, _, _ = model.apply_sequence(params, jnp.asarray(blur))
+  np.testing.assert_allclose(np.asarray(out)[:, 0], blur[:, 0] + latent, atol=1e-5)
+  plain = dataclasses.replace(model, residual_output=False)
+  out, _, _ = plain.apply_sequence(params, jnp.asarray(blur))
+  np.testing.assert_allclose(np.asarray(out)[:, 0], latent, atol=1e-5)
+
+
+def test_zero_last_layer_of_f_l_gives_back_the_input():
+  """F_L's last conv at zero: L_t = B_t exactly, at any size (padded and cropped back),
+  for the residual model the paper configs build; and L_t = 0 without the residual."""
+  model = ifr.IFIRNN(cells=2, iterations=2, conv_impl="xla", **TINY)
+  assert default_config.paper_config(model.name).model.residual_output is True
+  params = tiny_params(model, seed=7)
+  last = "cells_1"
+  params[last]["F_L_2"] = jax.tree.map(jnp.zeros_like, params[last]["F_L_2"])
+  video = _video((2, 3, 13, 10, 3), seed=8)
+  np.testing.assert_allclose(np.asarray(model.deblur(params, video)), video, atol=1e-6)
+  plain = dataclasses.replace(model, residual_output=False)
+  np.testing.assert_array_equal(np.asarray(plain.deblur(params, video)), 0.0)
 
 
 def test_streaming_equals_scan():
