@@ -2,6 +2,8 @@
 (`ifirnn_jax/torch_reference.py`), weights exchanged through safetensors files in both
 directions. Spec widths, an odd frame size, C1/C2 at several N."""
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -75,3 +77,80 @@ def test_initialisation_draws_pytorchs_default_layer_by_layer():
     assert np.abs(ours[name]).max() <= bound * (1 + 1e-6), name
     if value.numel() >= 2000:  # std of a uniform sample, to a few per cent
       assert np.std(ours[name]) == pytest.approx(float(value.std()), rel=0.08), name
+
+
+# The spec's layer table (docs/architecture.md "PyTorch weight names") at widths where
+# every layer's in and out channels differ, so a weight in another layer's layout has
+# another shape.
+LAYOUT_WIDTHS = dict(n1=3, n2=5, n3=7, nh=2, num_resblocks=2, gate_hidden=6)
+
+
+def _spec_torch_layers(cells, n1, n2, n3, nh, num_resblocks, gate_hidden):
+  """{PyTorch module name: torch.nn layer} of a gated model, built from the widths."""
+  nn, fused = torch.nn, n3 + nh
+  layers = {}
+  for k in range(cells):
+    p = f"cells.{k}."
+    layers.update({p + "F_B.0": nn.Conv2d(3, n1, 5, padding=2),
+                   p + "F_B.1": nn.Conv2d(n1, n2, 5, stride=2, padding=2),
+                   p + "F_B.2": nn.Conv2d(n2, n3, 5, stride=2, padding=2)})
+    for j in range(num_resblocks):
+      for conv in ("conv1", "conv2"):
+        layers[p + f"F_R.{j}.{conv}"] = nn.Conv2d(fused, fused, 3, padding=1)
+    layers[p + "F_h.0"] = nn.Conv2d(fused, nh, 3, padding=1)
+    layers[p + "F_h.1.conv1"] = nn.Conv2d(nh, nh, 3, padding=1)
+    layers[p + "F_h.1.conv2"] = nn.Conv2d(nh, nh, 3, padding=1)
+    layers[p + "F_h.2"] = nn.Conv2d(nh, nh, 3, padding=1)
+  p = f"cells.{cells - 1}."
+  layers.update({p + "F_L.0": nn.ConvTranspose2d(fused, n2, 4, stride=2, padding=1),
+                 p + "F_L.1": nn.ConvTranspose2d(n2, n1, 4, stride=2, padding=1),
+                 p + "F_L.2": nn.Conv2d(n1, 3, 5, padding=2),
+                 "gate.fc1": nn.Linear(nh, gate_hidden),
+                 "gate.fc2": nn.Linear(gate_hidden, 2)})
+  return layers
+
+
+def _jax_layer(name, layer, params):
+  """The JAX layer for torch `layer` and its parameters in `params` (by the spec's name)."""
+  import flax.linen
+  from ifirnn_jax import layers
+  node = params
+  for part in re.sub(r"(cells|F_B|F_R|F_h|F_L)\.(\d+)", r"\1_\2", name).split("."):
+    node = node[part]
+  if isinstance(layer, torch.nn.ConvTranspose2d):
+    module = layers.ConvTranspose(layer.out_channels)
+  elif isinstance(layer, torch.nn.Conv2d):
+    module = layers.Conv(layer.out_channels, layer.kernel_size[0], stride=layer.stride[0])
+  else:
+    module = flax.linen.Dense(layer.out_features)
+  return lambda x: module.apply({"params": node}, x)
+
+
+def test_exported_file_holds_every_layer_in_its_torch_layout(tmp_path):
+  """Each tensor of `save_weights`' file has the shape of the torch.nn layer of that name,
+  and that layer, loaded with it, computes what the JAX layer computes."""
+  from safetensors.torch import load_file
+  from tests.tiny_models import tiny_params
+  model = ifr.IFIRNN(cells=2, iterations=1, gated=True, conv_impl="xla", **LAYOUT_WIDTHS)
+  params = tiny_params(model, seed=9)
+  state = load_file(ifr.save_weights(params, tmp_path / "w.safetensors", model=model))
+  torch_layers = _spec_torch_layers(2, **LAYOUT_WIDTHS)
+  expected = {f"{name}.{tensor}": tuple(value.shape) for name, layer in torch_layers.items()
+              for tensor, value in layer.named_parameters()}
+  assert {name: tuple(value.shape) for name, value in state.items()} == expected
+  rng = np.random.default_rng(10)
+  checked = set()
+  for name, layer in torch_layers.items():
+    if repr(layer) in checked:  # one layer of each kind and size computes
+      continue
+    checked.add(repr(layer))
+    layer.load_state_dict({t: state[f"{name}.{t}"] for t in ("weight", "bias")})
+    if isinstance(layer, torch.nn.Linear):
+      x = rng.normal(size=(3, layer.in_features)).astype(np.float32)
+      theirs = layer(torch.from_numpy(x)).detach().numpy()
+    else:
+      x = rng.normal(size=(2, 8, 12, layer.in_channels)).astype(np.float32)
+      nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+      theirs = layer(nchw).detach().numpy().transpose(0, 2, 3, 1)
+    ours = np.asarray(_jax_layer(name, layer, params)(x))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=name)
