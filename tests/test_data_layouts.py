@@ -285,3 +285,46 @@ def test_eval_frames_unpaired_and_bad_sizes(tmp_path):
   paired = Sequence("pair", seq.blur_paths[1:], seq.blur_paths[:2])
   with pytest.raises(DataError, match="sharp frame"):
     list(eval_pipeline.iter_eval_frames(paired))
+
+
+# ----------------------------------------------------------------- blur and sharp roles
+
+BLUR, SHARP, OTHER = 200, 40, 120  # a distinct constant in each role's frames
+# (layout, find_sequences arguments, one sequence's folder, {subfolder: value}), the
+# folders written from each layout's description in docs/training.md.
+ROLE_TREES = {
+    "gopro blur": ("gopro", dict(split="train", blur_dir="blur"), "train/GOPR0001",
+                   {"blur": BLUR, "blur_gamma": OTHER, "sharp": SHARP}),
+    "gopro blur_gamma": ("gopro", dict(split="train", blur_dir="blur_gamma"),
+                         "train/GOPR0001",
+                         {"blur": OTHER, "blur_gamma": BLUR, "sharp": SHARP}),
+    "dvd": ("dvd", dict(split="train"), "quantitative_datasets/IMG_0001",
+            {"input": BLUR, "GT": SHARP}),
+    "bsd": ("bsd", dict(split="train"), "train/000",
+            {"Blur/RGB": BLUR, "Sharp/RGB": SHARP}),
+    "generic": ("generic", {}, "walk", {"blur": BLUR, "sharp": SHARP}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROLE_TREES))
+def test_blur_and_sharp_come_from_their_folders_by_content(tmp_path, case):
+  """The eval and the training loaders give the blurry folder's pixels as 'blur' and the
+  sharp folder's as 'sharp', in every layout."""
+  from data_pipeline import loaders
+  layout, arguments, sequence_folder, values = ROLE_TREES[case]
+  for subfolder, value in values.items():
+    for index in range(3):
+      data_trees.save(tmp_path / sequence_folder / subfolder / f"{index:05d}.png",
+                      np.full((8, 8, 3), value, np.uint8))
+  sequences = find_sequences(tmp_path, layout, **arguments)
+  assert len(sequences) == 1
+  _, blur, sharp = eval_pipeline.load_sequence(sequences[0])
+  np.testing.assert_allclose(blur, BLUR / 255, rtol=1e-6)
+  np.testing.assert_allclose(sharp, SHARP / 255, rtol=1e-6)
+  batches = loaders.make_train_iterator(
+      "numpy", sequences, batch_size=1, seed=0, clip_length=2, crop_size=4,
+      noise_std_sigma=0.0, augment=False, num_workers=1)
+  batch = next(batches)
+  batches.close()
+  np.testing.assert_allclose(batch["blur"], BLUR / 255, rtol=1e-6)
+  np.testing.assert_allclose(batch["sharp"], SHARP / 255, rtol=1e-6)
