@@ -149,7 +149,11 @@ def _load(args: argparse.Namespace) -> tuple[IFIRNN, Params]:
   else:
     model, params = weights.load_model(args.weights)
     if args.model:
-      expected = dataclasses.replace(model, **default_config.model_fields(args.model))
+      try:
+        expected = dataclasses.replace(model, **default_config.model_fields(args.model))
+      except ValueError as e:  # an unknown name (ConfigError), or N out of bounds
+        reason = str(e).removeprefix("config.model.name: ")
+        raise EvalError(f"--model {args.model}: {reason}") from None
       params = weights.load_weights(args.weights, expected)
       model = expected
   return dataclasses.replace(model, conv_impl=args.conv_impl), params
