@@ -15,7 +15,7 @@ import pytest
 
 import ifirnn_jax as ifr
 from data_pipeline import console, default_data, pipeline_benchmark, synthesize
-from ifirnn_jax import deblur, evaluate, export
+from ifirnn_jax import deblur, evaluate, export, gpu_check
 from ifirnn_jax.benchmark import cli as benchmark_cli
 from tests.tiny_models import tiny_params
 
@@ -58,6 +58,13 @@ def test_help_exits_0_and_documents_every_option_with_its_default(command):
     switch = action.nargs == 0 and action.default is False
     if not (switch or action.required or _in_required_group(parser, action)):
       assert "default" in shown, f"{command} {action.option_strings[0]}: no default in {shown!r}"
+
+
+def test_gpu_check_help_runs_nothing(tmp_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)
+  assert gpu_check.main(["--help"]) == 0
+  assert "python -m ifirnn_jax.gpu_check OUT_DIR [SECONDS]" in capsys.readouterr().out
+  assert list(tmp_path.iterdir()) == []  # no OUT_DIR called --help, no check run
 
 
 def test_benchmark_description_names_every_mode():
