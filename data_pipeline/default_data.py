@@ -49,6 +49,7 @@ import skimage.transform
 from scipy import ndimage
 
 from data_pipeline import files, image_io, layouts, synthesize
+from data_pipeline.console import HelpFormatter
 from data_pipeline.errors import DataError
 
 GENERATOR = "data_pipeline.default_data"
@@ -510,16 +511,22 @@ def example_image(root: str | os.PathLike[str], split: str = "test", rows: int =
 
 
 # ----------------------------------------------------------------------------- CLI
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="python -m data_pipeline.default_data",
-      description="Builds the embedded default dataset (GOPRO layout) from photographs "
+      prog="python -m data_pipeline.default_data", formatter_class=HelpFormatter,
+      description="Builds the embedded default dataset (GOPRO layout) from photographs\n"
                   "shipped with scikit-image, unless it is already complete.")
   parser.add_argument("--out", required=True, help="dataset folder, e.g. data/default")
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--seed", type=int, default=0, help="seed of every random choice "
+                      "(the same seed gives the same bytes)")
   parser.add_argument("--example", default=None, metavar="PNG",
-                      help="also write blurry | sharp frames of the test split here")
-  return parser.parse_args(argv)
+                      help="also write blurry | sharp frames of the test split here "
+                      "(default: not written)")
+  return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+  return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

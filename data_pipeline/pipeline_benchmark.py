@@ -17,22 +17,25 @@ import sys
 import time
 
 from data_pipeline import input_pipeline, layouts
+from data_pipeline.console import HelpFormatter, plural
 from data_pipeline.errors import DataError
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="python -m data_pipeline.pipeline_benchmark",
+      prog="python -m data_pipeline.pipeline_benchmark", formatter_class=HelpFormatter,
       description=__doc__.split("\n\n")[0])
   parser.add_argument("--root", required=True, help="dataset folder")
-  parser.add_argument("--layout", required=True, choices=layouts.LAYOUTS)
+  parser.add_argument("--layout", required=True, choices=layouts.LAYOUTS,
+                      help="the dataset's folder layout")
   parser.add_argument("--split", default="train",
                       help="split (train, test, valid; 'none' for no split)")
   parser.add_argument("--blur-dir", default="blur",
                       choices=layouts.GOPRO_BLUR_DIRS, help="gopro only")
-  parser.add_argument("--batch-size", type=int, default=4)
-  parser.add_argument("--clip-length", type=int, default=12)
-  parser.add_argument("--crop-size", type=int, default=256)
+  parser.add_argument("--batch-size", type=int, default=4, help="clips per batch")
+  parser.add_argument("--clip-length", type=int, default=12, help="frames per clip")
+  parser.add_argument("--crop-size", type=int, default=256,
+                      help="side of the square crop, pixels")
   parser.add_argument("--steps", type=int, default=20,
                       help="batches timed after the warm-up")
   parser.add_argument("--warmup", type=int, default=3,
@@ -41,8 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="decode every frame once into memory")
   parser.add_argument("--noise-std-sigma", type=float, default=2.0,
                       help="std of the per-clip noise sigma, 8-bit units")
-  parser.add_argument("--seed", type=int, default=0)
-  return parser.parse_args(argv)
+  parser.add_argument("--seed", type=int, default=0, help="seed of the clips drawn and their noise")
+  return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+  return build_parser().parse_args(argv)
 
 
 def measure(batches, steps: int, warmup: int) -> float:
@@ -74,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   clips = args.batch_size / seconds
-  print(f"{len(sequences)} sequences, "
+  print(f"{plural(len(sequences), 'sequence')}, "
         f"{sum(s.num_frames for s in sequences)} frames; batch "
         f"{args.batch_size} x {args.clip_length} frames of "
         f"{args.crop_size}x{args.crop_size}, cache_frames="

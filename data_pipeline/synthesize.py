@@ -50,6 +50,7 @@ import numpy as np
 import skimage.transform
 
 from data_pipeline import files, image_io, layouts, outputs, termination
+from data_pipeline.console import HelpFormatter, plural
 from data_pipeline.errors import DataError
 from data_pipeline.files import Progress
 
@@ -270,21 +271,26 @@ def synthesize(frames_dir: str | os.PathLike[str], out: str | os.PathLike[str],
 
 
 # ----------------------------------------------------------------------------- CLI
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="python -m data_pipeline.synthesize",
-      description="GOPRO-style blur: averages windows of high-frame-rate frames into "
+      prog="python -m data_pipeline.synthesize", formatter_class=HelpFormatter,
+      description="GOPRO-style blur: averages windows of high-frame-rate frames into\n"
                   "OUT/<seq>/{blur,blur_gamma,sharp}/NNNNNN.png.")
   parser.add_argument("--frames", required=True,
                       help="a folder of frames (one sequence) or a folder of frame folders")
   parser.add_argument("--average", type=int, required=True,
                       help="frames per window (odd; GOPRO used 7 to 13)")
   parser.add_argument("--downsample", default=None, metavar="WxH",
-                      help="resize the source frames first, e.g. 960x540")
+                      help="resize the source frames first, e.g. 960x540 (default: "
+                      "their own size)")
   parser.add_argument("--out", required=True, help="output folder")
   parser.add_argument("--overwrite", action="store_true",
                       help="replace existing OUT/<seq> folders this tool wrote")
-  return parser.parse_args(argv)
+  return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+  return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "sequences not finished were not written")
   if status:
     return status
-  print(f"wrote {sum(written.values())} frames of {len(written)} sequences to "
+  print(f"wrote {plural(sum(written.values()), 'frame')} of "
+        f"{plural(len(written), 'sequence')} to "
         f"{args.out} in {time.monotonic() - start:.1f}s")
   return 0
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
+import textwrap
+from typing import Sequence
 
 import jax
 
@@ -57,3 +60,28 @@ def add_conv_impl_flag(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto",
                       help="3x3 convolution algorithm: 'auto' = Winograd on CPU where it "
                            "pays, XLA's convolution (cuDNN) on GPU; 'xla'; 'winograd'")
+
+
+# absl's help flags, and argparse's -h (absl itself would call -h an unknown flag).
+HELP_ARGS = ("-h", "--help", "-?", "--helpshort", "--helpfull")
+
+
+def wants_help(argv: Sequence[str]) -> bool:
+  """Whether a command line (argv[0]: the program) asks for help before any '--'."""
+  args = list(argv[1:])
+  args = args[:args.index("--")] if "--" in args else args
+  return any(a in HELP_ARGS for a in args)
+
+
+def absl_help(doc: str) -> str:
+  """An absl command's --help: `doc`, then each flag the main module defines, with its
+  help and its default where it has one (absl's own --help exits 1 and prints
+  "(default: 'None')" for a flag without one)."""
+  from absl import flags
+  lines = [doc.rstrip(), "", "flags:"]
+  for flag in flags.FLAGS.get_flags_for_module(sys.argv[0]):
+    default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+    lines.append(f"  --{flag.name}")
+    lines += textwrap.wrap(flag.help + default, width=88, initial_indent=" " * 6,
+                           subsequent_indent=" " * 6)
+  return "\n".join(lines + ["  -h, --help", "      show this help and exit"])

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from data_pipeline import outputs, termination
+from data_pipeline import console, outputs, termination
 from data_pipeline.files import Progress
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, open_frames
@@ -123,7 +123,7 @@ def choose_grid(height: int, width: int, tile_size: int | None,
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="python -m ifirnn_jax.deblur",
+      prog="python -m ifirnn_jax.deblur", formatter_class=console.HelpFormatter,
       description="Deblur a video file or a folder of frames with an IFI-RNN model.")
   parser.add_argument("--input", required=True, type=Path,
                       help="video file (any format ffmpeg reads) or folder of images")
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--tile-overlap", type=int, default=None,
                       help=f"overlap of neighbouring tiles (default: {DEFAULT_TILE_OVERLAP})")
   parser.add_argument("--max-frames", type=int, default=None,
-                      help="deblur only the first K frames")
+                      help="deblur only the first K frames (default: all)")
   cli.add_conv_impl_flag(parser)
   return parser
 

@@ -45,7 +45,7 @@ from typing import Sequence
 
 import numpy as np
 
-from data_pipeline import image_io, layouts, outputs, termination
+from data_pipeline import console, image_io, layouts, outputs, termination
 from data_pipeline.errors import DataError
 from ifirnn_jax import (checkpoint, cli, cpu_policy, default_config, metrics, plots, reports,
                         weights)
@@ -56,19 +56,22 @@ from ifirnn_jax.weights import WeightsError
 
 
 # ------------------------------------------------------------------ command line
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m ifirnn_jax.evaluate", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=console.HelpFormatter)
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument("--workdir", help="a training run's workdir (latest checkpoint)")
   source.add_argument("--weights", help="a .safetensors weight file (ifr.save_weights)")
-  parser.add_argument("--step", type=int, help="with --workdir: this checkpoint step")
+  parser.add_argument("--step", type=int,
+                      help="with --workdir: this checkpoint step (default: the latest)")
   parser.add_argument("--best", action="store_true", help="with --workdir: the best-PSNR one")
   parser.add_argument("--model", help="with --weights: the model name to check it against, "
                       "e.g. C2H3 (default: inferred from the file)")
   parser.add_argument("--data", required=True, help="dataset root")
-  parser.add_argument("--layout", default="gopro", choices=layouts.LAYOUTS)
-  parser.add_argument("--split", default="test")
+  parser.add_argument("--layout", default="gopro", choices=layouts.LAYOUTS,
+                      help="the dataset's folder layout (README, Datasets)")
+  parser.add_argument("--split", default="test", help="the split to score: train or test "
+                      "(gopro, dvd), train, valid or test (bsd), <data>/<split> (generic)")
   parser.add_argument("--blur-dir", default="blur_gamma", help="GOPRO: blur or blur_gamma")
   parser.add_argument("--iterations", type=int, help="N at inference (default: the model's); "
                       "with --adaptive, the most iterations the gate may run")
@@ -81,14 +84,20 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--max-iterations", type=int, default=None,
                       help="K of --sweep (default: max(2 * the model's N, 4))")
   cli.add_conv_impl_flag(parser)
-  parser.add_argument("--skip-first", type=int, default=4)
-  parser.add_argument("--skip-last", type=int, default=1)
+  parser.add_argument("--skip-first", type=int, default=4, help="frames not scored at the "
+                      "start of each sequence, while the hidden state warms up (as the paper)")
+  parser.add_argument("--skip-last", type=int, default=1,
+                      help="frames not scored at the end of each sequence (as the paper)")
   parser.add_argument("--out", default=None, help="results folder (default: "
                       "<workdir>/evaluations/<data folder name>_<split>, or with --weights "
                       "./evaluations/<weight file name>_<data folder name>_<split>)")
   parser.add_argument("--save-frames", default=None, help="write output frames here "
-                      "(with --sweep: one subfolder per setting)")
-  return parser.parse_args(argv)
+                      "(with --sweep: one subfolder per setting; default: not written)")
+  return parser
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+  return build_parser().parse_args(argv)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -140,7 +149,11 @@ def _load(args: argparse.Namespace) -> tuple[IFIRNN, Params]:
   else:
     model, params = weights.load_model(args.weights)
     if args.model:
-      expected = dataclasses.replace(model, **default_config.model_fields(args.model))
+      try:
+        expected = dataclasses.replace(model, **default_config.model_fields(args.model))
+      except ValueError as e:  # an unknown name (ConfigError), or N out of bounds
+        reason = str(e).removeprefix("config.model.name: ")
+        raise EvalError(f"--model {args.model}: {reason}") from None
       params = weights.load_weights(args.weights, expected)
       model = expected
   return dataclasses.replace(model, conv_impl=args.conv_impl), params
@@ -189,7 +202,7 @@ def run(args: argparse.Namespace) -> None:
   if args.save_frames:
     outputs.check_not_input(args.save_frames, [args.data], flag="--save-frames folder")
     _check_writable(Path(args.save_frames), "--save-frames folder")
-  print(f"{model.name}: {len(sequences)} sequences, settings "
+  print(f"{model.name}: {console.plural(len(sequences), 'sequence')}, settings "
         f"{', '.join(s.label for s in settings)}", file=sys.stderr)
   results = frame_results(model, params, sequences, settings, skip_first=args.skip_first,
                           skip_last=args.skip_last)

@@ -40,6 +40,10 @@ class Setting:
   iterations: int
   adaptive: bool = False
 
+  def __post_init__(self):  # np.int64 and the like -> int, so the results stay JSON
+    if isinstance(self.iterations, np.integer):
+      object.__setattr__(self, "iterations", int(self.iterations))
+
   @property
   def label(self) -> str:
     """'N=3', or 'adaptive N<=3'."""

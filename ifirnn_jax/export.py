@@ -11,20 +11,27 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from data_pipeline import outputs, termination
+from data_pipeline import console, outputs, termination
 from data_pipeline.errors import DataError
 from ifirnn_jax import checkpoint, weights
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m ifirnn_jax.export", description=__doc__)
-  parser.add_argument("--workdir", required=True)
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="python -m ifirnn_jax.export", description=__doc__,
+                                   formatter_class=console.HelpFormatter)
+  parser.add_argument("--workdir", required=True,
+                      help="the training run's workdir (the --workdir train wrote)")
   parser.add_argument("--out", required=True, help="the .safetensors file to write")
-  parser.add_argument("--step", type=int, default=None)
+  parser.add_argument("--step", type=int, default=None,
+                      help="the checkpoint step to export (default: the latest)")
   parser.add_argument("--best", action="store_true", help="the best validation PSNR checkpoint")
   parser.add_argument("--overwrite", action="store_true",
                       help="replace an existing .safetensors file")
-  args = parser.parse_args(argv)
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
   out = Path(args.out)
   if out.exists() and not args.overwrite:
     print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)

@@ -224,6 +224,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
+  if any(a in ("-h", "--help") for a in argv):  # not an OUT_DIR named --help
+    print(__doc__.strip())
+    return 0
   if len(argv) == 2 and argv[0] == "--parity":
     print(json.dumps(parity(argv[1] == "small")))
     return 0

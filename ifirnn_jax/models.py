@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import operator
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -203,12 +204,14 @@ class IFIRNN:
   layer_conv_impl: str = dataclasses.field(init=False, repr=False)  # conv_impl resolved
 
   def __post_init__(self):
-    if self.cells not in (1, 2):
+    if isinstance(self.cells, (bool, float)) or self.cells not in (1, 2):
       raise ValueError(f"cells must be 1 or 2 (C1 or C2), got {self.cells!r}")
-    _check_count("iterations", self.iterations)
-    for name in ("n1", "n2", "n3", "nh", "gate_hidden"):
-      _check_count(name, getattr(self, name), MAX_WIDTH)
-    _check_count("num_resblocks", self.num_resblocks, MAX_RESBLOCKS, minimum=0)
+    object.__setattr__(self, "cells", int(self.cells))
+    for name, maximum in dict(iterations=MAX_ITERATIONS, n1=MAX_WIDTH, n2=MAX_WIDTH, n3=MAX_WIDTH,
+                              nh=MAX_WIDTH, gate_hidden=MAX_WIDTH,
+                              num_resblocks=MAX_RESBLOCKS).items():  # any integer type -> int
+      object.__setattr__(self, name, _check_count(name, getattr(self, name), maximum,
+                                                  minimum=int(name != "num_resblocks")))
     for name in ("gated", "residual_output", "remat"):
       if not isinstance(getattr(self, name), bool):
         raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -318,8 +321,8 @@ class IFIRNN:
     Returns:
       (L_t [B, T, H, W, 3] float32, h_T [B, H/4, W/4, nh], GateTrace or None).
     """
-    num_iterations = self.iterations if iterations is None else iterations
-    _check_count("iterations", num_iterations)
+    num_iterations = _check_count("iterations",
+                                  self.iterations if iterations is None else iterations)
     if gate_mode not in GATE_MODES:
       raise ValueError(f"gate_mode must be one of {GATE_MODES}, got {gate_mode!r}")
     if gate_mode is not None and not self.gated:
@@ -481,8 +484,7 @@ class IFIRNN:
     video = as_unit_float(video, "video")
     if video.ndim not in (4, 5) or video.shape[-1] != 3:
       raise ValueError(f"video must be [T, H, W, 3] or [B, T, H, W, 3], got shape {video.shape}")
-    n = self.iterations if iterations is None else iterations
-    _check_count("iterations", n)
+    n = _check_count("iterations", self.iterations if iterations is None else iterations)
     return _deblur(self, params, video, n, adaptive)
 
   def step(self, params: Params, frame: Array, state: Array,
@@ -498,8 +500,7 @@ class IFIRNN:
     frame = as_unit_float(frame, "frame")
     if frame.ndim not in (3, 4) or frame.shape[-1] != 3:
       raise ValueError(f"frame must be [H, W, 3] or [B, H, W, 3], got shape {frame.shape}")
-    n = self.iterations if iterations is None else iterations
-    _check_count("iterations", n)
+    n = _check_count("iterations", self.iterations if iterations is None else iterations)
     expected = self.initial_state(*frame.shape[-3:-1],
                                   batch=frame.shape[0] if frame.ndim == 4 else None).shape
     if tuple(state.shape) != tuple(expected):
@@ -544,9 +545,16 @@ def as_unit_float(images: Any, what: str = "video") -> Array:
 
 
 def _check_count(name: str, value: Any, maximum: int = MAX_ITERATIONS,
-                 minimum: int = 1) -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+                 minimum: int = 1) -> int:
+  """`value` as an int: any integer type (int, np.int64, a concrete integer jax scalar),
+  not bool; ValueError outside minimum..maximum or for other types."""
+  try:
+    number = None if isinstance(value, (bool, np.bool_)) else operator.index(value)
+  except TypeError:  # floats, strings, traced values
+    number = None
+  if number is None or not minimum <= number <= maximum:
     raise ValueError(f"{name} must be an integer in {minimum}..{maximum}, got {value!r}")
+  return number
 
 
 @functools.partial(jax.jit, static_argnums=0)

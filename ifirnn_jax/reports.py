@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from data_pipeline import files, image_io
+from data_pipeline.console import plural
 from data_pipeline.files import Progress
 from ifirnn_jax import labels, metrics
 from ifirnn_jax.evaluation import EvalSummary, FrameResult
@@ -64,7 +65,7 @@ def format_table(summary: EvalSummary, model_name: str) -> str:
   label = (f"{model_name} (adaptive, N<={summary.iterations})" if summary.adaptive
            else f"{model_name} (N={summary.iterations})")
   lines = [f"{'':28s} {'PSNR (dB)':>10s} {'SSIM':>8s} {'iters/frame':>12s}   "
-           f"({summary.frames} frames, {len(summary.sequences)} sequences)",
+           f"({plural(summary.frames, 'frame')}, {plural(len(summary.sequences), 'sequence')})",
            f"{'blurry input':28s} {summary.blurry_psnr:10.2f} {summary.blurry_ssim:8.4f}",
            f"{label:28s} {summary.psnr:10.2f} {summary.ssim:8.4f} "
            f"{summary.mean_iterations:12.2f}",

@@ -1,20 +1,40 @@
-"""Training: `python -m ifirnn_jax.train --config configs/<x>.py --workdir W`.
+"""Train an IFI-RNN: `python -m ifirnn_jax.train --config configs/<name>.py [--workdir W]`.
 
-Reads top to bottom as the recipe (flax examples/imagenet, big_vision): the optimizer,
-the pure `train_step`, `make_train_step` (it jitted over the device mesh: the step that
-`python -m ifirnn_jax.benchmark --mode train` times too), then `train_and_evaluate` in
-banner-separated sections: logging, mesh, data, model and optimizer, checkpoints (exact
-resume), loop, final evaluation.
+    python -m ifirnn_jax.train --config configs/demo.py
+    python -m ifirnn_jax.train --config configs/demo.py:tiny --workdir /tmp/tiny
+    python -m ifirnn_jax.train --config configs/gopro_c2h3_reg.py \\
+        --config.data.root=/data/GOPRO_Large --config.batch_size=8
 
-Data parallel: one `jax.jit` step over a device Mesh with the batch sharded on the
-'data' axis (NamedSharding), 1 to N devices with no code change; several hosts through
-`jax.distributed` (flags, or auto-detected under SLURM), each process feeding its slice
-of every global batch. On a multi-core CPU one process trains over one XLA CPU device
-per core, each step single-threaded (`config.cpu_devices`, cpu_devices.py); one
-single-core process per core (`launch/cpu_processes.sh`) is a little faster still, with
-twice the memory. Exact resume: batch k and the gate's noise at step k are pure
-functions of (seed, k), so a restarted run continues bit for bit.
+--config is an experiment file of configs/; `:tiny` after its name shrinks it to a
+seconds-long smoke test. Change any field with --config.FIELD=VALUE, nested fields
+with dots: --config.num_train_steps=1000, --config.model.name=C1H2,
+--config.data.root=/data/GOPRO. The fields and their defaults:
+ifirnn_jax/default_config.py (base_config).
+
+The run writes config.json, checkpoints/, best/ (best validation PSNR), TensorBoard
+events and the final evaluation (eval/) into --workdir (default: workdirs/<config file
+name>). The same command again resumes from the latest checkpoint, to the same weights
+bit for bit.
+
+Exit status: 0 done, 2 bad input or a run that cannot go on (one line `error: ...` on
+stderr), 130 Ctrl-C, 143 SIGTERM (once the checkpoint being saved is complete).
 """
+
+# For developers: the module reads top to bottom as the recipe (after flax
+# examples/imagenet and big_vision): the optimizer, the pure `train_step`,
+# `make_train_step` (jitted over the device mesh; `python -m ifirnn_jax.benchmark --mode
+# train` times the same step), then `train_and_evaluate` in banner-separated sections:
+# logging, mesh, data, model and optimizer, checkpoints (exact resume), loop, final
+# evaluation.
+#
+# Data parallel: one `jax.jit` step over a device Mesh with the batch sharded on the
+# 'data' axis (NamedSharding), 1 to N devices with no code change; several hosts through
+# `jax.distributed` (flags, or auto-detected under SLURM), each process feeding its slice
+# of every global batch. On a multi-core CPU one process trains over one XLA CPU device
+# per core, each step single-threaded (`config.cpu_devices`, cpu_devices.py); one
+# single-core process per core (`launch/cpu_processes.sh`) is a little faster still, with
+# twice the memory. Exact resume: batch k and the gate's noise at step k are pure
+# functions of (seed, k), so a restarted run continues bit for bit.
 
 from __future__ import annotations
 
@@ -443,6 +463,10 @@ def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a bad flag or config file as one `error:` line (status 2)."""
   import sys
   from absl import flags
+  from ifirnn_jax import cli
+  if cli.wants_help(argv):
+    print(cli.absl_help(__doc__))
+    sys.exit(0)
   config_arg = next((a.split("=", 1)[1] if "=" in a else argv[i + 1]
                      for i, a in enumerate(argv[1:], 1)
                      if a.split("=", 1)[0] == "--config" and ("=" in a or i + 1 < len(argv))),
@@ -472,14 +496,16 @@ if __name__ == "__main__":
   from ml_collections import config_flags
 
   _FLAGS = flags.FLAGS
-  config_flags.DEFINE_config_file("config", None, "Experiment config file "
-                                  "(configs/<x>.py, or configs/<x>.py:tiny).",
-                                  lock_config=True)
+  config_flags.DEFINE_config_file("config", None, "Required: the experiment config file, "
+                                  "configs/<name>.py or configs/<name>.py:tiny; change its "
+                                  "fields with --config.FIELD=VALUE.", lock_config=True)
   flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go "
-                      "(default: workdirs/<config name>).")
+                      "(default: workdirs/<config file name>).")
   flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0 "
-                      "(auto-detected under SLURM).")
-  flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
-  flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+                      "(default: auto-detected under SLURM; none: one process).")
+  flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes "
+                       "(default: SLURM's count).")
+  flags.DEFINE_integer("process_id", None, "Multi-host: this process's index, from 0 "
+                       "(default: SLURM's).")
   flags.mark_flags_as_required(["config"])
   app.run(main, flags_parser=_parse_flags)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +107,24 @@ def from_torch_state_dict(state: dict[str, np.ndarray], model: IFIRNN,
   if problems:
     raise WeightsError(f"{source} does not fit the model {model.name} "
                        f"{model.architecture()}: " + "; ".join(problems))
+  _check_values(state, source)
   flat = {_flax_path(n): np.asarray(_to_flax_layout(n, np.asarray(a, np.float32)))
           for n, a in state.items()}
   return jax.tree.map(jax.numpy.asarray, traverse_util.unflatten_dict(flat))
+
+
+def _check_values(state: dict[str, np.ndarray], source: str) -> None:
+  """WeightsError for a tensor that is not floating point or holds NaN or inf (such a
+  model runs, but its outputs are not finite)."""
+  for name in sorted(state):
+    array = np.asarray(state[name])
+    if not jax.numpy.issubdtype(array.dtype, jax.numpy.floating):
+      raise WeightsError(f"{source}: tensor {name} has dtype {array.dtype}; weights must be "
+                         f"floating point (float32, float16 or bfloat16)")
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+      raise WeightsError(f"{source}: tensor {name} holds {bad} NaN or infinite values of "
+                         f"{array.size}; the weights are damaged (e.g. a diverged training)")
 
 
 def save_weights(params: Params, path: str | os.PathLike, model: IFIRNN | None = None) -> Path:
@@ -128,8 +144,29 @@ def save_weights(params: Params, path: str | os.PathLike, model: IFIRNN | None =
   return path
 
 
+def _torch_pickle(path: Path) -> bool:
+  """Whether `path` is a PyTorch pickle (torch.save's zip archive, or a bare pickle),
+  judged from its first bytes and zip entry names only: it is never unpickled."""
+  try:
+    with open(path, "rb") as f:
+      head = f.read(4)
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+      return True  # a pickle's PROTO opcode
+    if head == b"PK\x03\x04":
+      with zipfile.ZipFile(path) as archive:
+        return any(n == "data.pkl" or n.endswith("/data.pkl") for n in archive.namelist())
+  except (OSError, zipfile.BadZipFile):
+    pass
+  return False
+
+
 def _read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
   path = Path(path)
+  if path.is_dir():
+    run = (path / "checkpoints").is_dir() or (path / "best").is_dir()
+    raise WeightsError(f"{path}: is a folder, not a weight file" + (
+        "; it holds a training run: pass it with --workdir (in Python: ifr.load_checkpoint)"
+        if run else ""))
   if not path.is_file():
     raise WeightsError(f"{path}: weight file not found")
   try:
@@ -138,8 +175,33 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str
       header_len = int.from_bytes(f.read(8), "little")
       header = json.loads(f.read(header_len))
   except (SafetensorError, ValueError, OSError) as e:
+    if _torch_pickle(path):
+      raise WeightsError(
+          f"{path}: this is a PyTorch pickle, not a safetensors file; it is not loaded "
+          f"(unpickling can run code). Convert its state dict in PyTorch: python -c "
+          f"\"import torch; from safetensors.torch import save_file; save_file(torch.load("
+          f"'{path}', weights_only=True), 'model.safetensors')\" (tensor names as in "
+          f"docs/architecture.md, PyTorch weight names; that file has no model description, "
+          f"so give N with --iterations, or iterations= in Python)") from None
     raise WeightsError(f"{path}: not a readable safetensors weight file ({e})") from None
-  return state, header.get("__metadata__", {}) or {}
+  metadata = header.get("__metadata__", {}) or {}
+  _described(metadata, str(path))  # a broken description is refused, whatever the caller
+  return state, metadata
+
+
+def _described(metadata: dict[str, str] | None, source: str) -> dict[str, Any]:
+  """The fields stored in the metadata's "model" JSON ({} without one)."""
+  if not metadata or "model" not in metadata:
+    return {}
+  try:
+    described = json.loads(metadata["model"])
+  except json.JSONDecodeError as e:
+    raise WeightsError(f"{source}: metadata 'model' is not valid JSON ({e}); the file's "
+                       f"model description is damaged") from None
+  if not isinstance(described, dict):
+    raise WeightsError(f"{source}: metadata 'model' is not a JSON object "
+                       f"(got {type(described).__name__})")
+  return described
 
 
 def infer_model(state: dict[str, np.ndarray], metadata: dict[str, str] | None = None,
@@ -151,37 +213,33 @@ def infer_model(state: dict[str, np.ndarray], metadata: dict[str, str] | None = 
   IFIRNN defaults (iterations 3, residual_output true). Values are checked as the
   IFIRNN checks them (e.g. iterations in 1..MAX_ITERATIONS), naming the file.
   """
-  fields: dict[str, Any] = {}
-  if metadata and "model" in metadata:
-    try:
-      described = json.loads(metadata["model"])
-    except json.JSONDecodeError:
-      described = {}
-    if not isinstance(described, dict):
-      raise WeightsError(f"{source}: metadata 'model' is not a JSON object "
-                         f"(got {type(described).__name__})")
-    fields.update(described)
-  fields = {k: v for k, v in fields.items() if k not in RUNTIME_FIELDS}
+  fields = {k: v for k, v in _described(metadata, source).items() if k not in RUNTIME_FIELDS}
   try:
     cells = sorted({int(n.split(".")[1]) for n in state if n.startswith("cells.")})
   except ValueError:
     bad = next(n for n in state if n.startswith("cells.") and not n.split(".")[1].isdigit())
     raise WeightsError(f"{source}: not an IFI-RNN weight file (tensor {bad!r}: "
                        f"'cells.' is not followed by a cell number)") from None
-  try:
-    last = f"cells.{len(cells) - 1}"
-    fields.update(
-        cells=len(cells),
-        n1=state["cells.0.F_B.0.weight"].shape[0],
-        n2=state["cells.0.F_B.1.weight"].shape[0],
-        n3=state["cells.0.F_B.2.weight"].shape[0],
-        nh=state["cells.0.F_h.0.weight"].shape[0],
-        num_resblocks=len({n for n in state if n.startswith(f"{last}.F_R.") and "conv1.weight" in n}),
-        gated="gate.fc1.weight" in state)
-    if fields["gated"]:
-      fields["gate_hidden"] = state["gate.fc1.weight"].shape[0]
-  except (KeyError, IndexError) as e:
-    raise WeightsError(f"{source}: not an IFI-RNN weight file (no tensor {e})") from None
+
+  def out_channels(name: str) -> int:
+    if name not in state:
+      raise WeightsError(f"{source}: not an IFI-RNN weight file (no tensor {name!r})")
+    if np.ndim(state[name]) == 0:
+      raise WeightsError(f"{source}: tensor {name} is a scalar (shape ()), not the "
+                         f"weight array [out, in, ...] the model needs")
+    return np.shape(state[name])[0]
+
+  last = f"cells.{len(cells) - 1}"
+  fields.update(
+      cells=len(cells),
+      n1=out_channels("cells.0.F_B.0.weight"),
+      n2=out_channels("cells.0.F_B.1.weight"),
+      n3=out_channels("cells.0.F_B.2.weight"),
+      nh=out_channels("cells.0.F_h.0.weight"),
+      num_resblocks=len({n for n in state if n.startswith(f"{last}.F_R.") and "conv1.weight" in n}),
+      gated="gate.fc1.weight" in state)
+  if fields["gated"]:
+    fields["gate_hidden"] = out_channels("gate.fc1.weight")
   fields.update(overrides)
   try:
     return IFIRNN.from_fields(fields)

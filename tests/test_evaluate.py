@@ -346,10 +346,12 @@ def test_bad_input_exits_2_with_one_error_line(data, capsys, tmp_path):
 
 
 def test_a_diverging_model_is_reported_not_scored(data, capsys, tmp_path):
-  """A non-finite output would make PSNR NaN; evaluate stops with a message instead."""
+  """A non-finite output would make PSNR NaN; evaluate stops with a message instead (here:
+  F_L's last conv at float32's largest finite values, so its output overflows to inf)."""
   params = dict(data["params"])
   last = params["cells_1"]["F_L_2"]
-  params["cells_1"] = dict(params["cells_1"], F_L_2=dict(last, bias=last["bias"] * np.nan))
+  params["cells_1"] = dict(params["cells_1"], F_L_2={k: np.full_like(v, 3e38)
+                                                      for k, v in last.items()})
   weights = ifr.save_weights(params, tmp_path / "nan.safetensors", model=data["model"])
   status, _, err = _evaluate(capsys, "--weights", weights, "--data", data["dataset"],
                              "--out", tmp_path / "eval")

@@ -1,4 +1,4 @@
-"""Speed, FLOPs and memory of IFI-RNN: `python -m ifirnn_jax.benchmark [--mode inference|train]`.
+"""Speed, FLOPs and memory of IFI-RNN: `python -m ifirnn_jax.benchmark [--mode M]`.
 
 The command line: its parser, the `Settings` it makes (checked before anything is
 compiled), and `run`, which dispatches to the mode's module and writes `--out`.
@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import jax
 
-from data_pipeline import files
+from data_pipeline import console, files
 from ifirnn_jax import cpu_devices
 from ifirnn_jax.benchmark.inference import run_inference
 from ifirnn_jax.benchmark.memory import MEMORY_LENGTHS, run_memory
@@ -45,23 +45,21 @@ def _parse_unroll(text: str) -> tuple[int | bool, ...]:
   return tuple(values)
 
 
-class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-  """Appends "(default: X)" only where the help does not say it and X is not None."""
-
-  def _get_help_string(self, action: argparse.Action) -> str:
-    text = action.help or ""
-    if action.default is None or "default" in text:
-      return text
-    return super()._get_help_string(action)
+MODES = """modes (--mode):
+  inference  frames/s, FLOPs and peak memory of deblurring with our model and the
+             PyTorch reference (same weights, taking turns in one process)
+  train      seconds per training step, ours and PyTorch's, and with --data the
+             input pipeline's clips/s
+  memory     peak RSS of the deblur command on synthetic videos of --lengths frames"""
 
 
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
-      prog="python -m ifirnn_jax.benchmark", description=__doc__.split("\n\n")[0],
-      formatter_class=_DefaultsHelpFormatter)
+      prog="python -m ifirnn_jax.benchmark", formatter_class=console.HelpFormatter,
+      description=__doc__.split("\n\n")[0] + "\n\n" + MODES)
   p.add_argument("--mode", choices=("inference", "train", "memory"), default="inference",
-                 help="memory: peak RSS of the deblur command on synthetic videos of "
-                 "--lengths frames (default 1280x720, C1H1 at widths 4,6,8,4,1)")
+                 help="what to measure (modes above); memory runs 1280x720 videos with "
+                 "C1H1 at widths 4,6,8,4,1 unless told otherwise")
   p.add_argument("--lengths", default=",".join(map(str, MEMORY_LENGTHS)),
                  help="memory: video lengths in frames, comma-separated")
   p.add_argument("--models", help="comma-separated C1HN/C2HN[-reg] names (inference default: "
@@ -108,13 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
                  help="matmul size for the peak rate (default 2048 on CPU, 4096 on GPU)")
   p.add_argument("--data", help="train: also time the training input pipeline on this "
                  "dataset at the same batch, frames and crop (--height = --width), to compare "
-                 "its clips/s with the step's")
+                 "its clips/s with the step's (default: not timed)")
   p.add_argument("--layout", default="gopro", help="--data's layout (gopro, dvd, bsd, generic)")
   p.add_argument("--blur-dir", default="blur_gamma", choices=("blur", "blur_gamma"),
                  help="--data: GOPRO's blur folder")
   p.add_argument("--cache-frames", action="store_true",
                  help="--data: decode every frame once into memory (as configs/demo.py does)")
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
   p.add_argument("--out", default="benchmark.json", help="JSON results (written atomically)")
   return p
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from data_pipeline.console import plural
 from ifirnn_jax import huge_pages
 
 
@@ -82,7 +83,8 @@ def train_table(report: dict[str, Any]) -> str:
           + "\nsteps/s ratios (median steps):\n" + ratios)
   if "pipeline" in report:
     pipe = report["pipeline"]
-    lines = [f"input pipeline on {pipe['root']} ({pipe['sequences']} sequences, cache_frames "
+    lines = [f"input pipeline on {pipe['root']} ({plural(pipe['sequences'], 'sequence')}, "
+             f"cache_frames "
              f"{pipe['cache_frames']}), measured alone: {pipe['clips_per_s']:.1f} clips/s"]
     lines += [f"  train step {r['variant']}: {r['clips_per_s']:.2f} clips/s -> pipeline / step "
               f"= {r['pipeline_clips_per_s_over_step_clips_per_s']:.1f}x"
