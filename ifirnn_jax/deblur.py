@@ -10,7 +10,9 @@ turn: peak memory does not grow with the video's length (the command also gives
 frame-sized blocks back to the system when freed, `ifirnn_jax.glibc_malloc`). The output
 keeps the input's frame rate, frame count and size, and is written atomically (it
 appears only when complete). Outputs are clipped to [0, 1] and rounded to 8 bits,
-exactly as `ifirnn_jax.metrics` scores them. Frames larger than 1920x1088 pixels (or
+exactly as `ifirnn_jax.metrics` scores them. Only the first video stream is
+deblurred and written: audio, subtitles and further video streams are not copied (the
+command says so when the input has any). Frames larger than 1920x1088 pixels (or
 any frame, with --tile-size) are deblurred in overlapping tiles, each tile carrying its
 own hidden state from frame to frame, blended without seams (`ifirnn_jax.tiling`).
 
@@ -178,8 +180,8 @@ def _check_args(args: argparse.Namespace) -> None:
                        f"{args.tile_size}: {e}") from None
   outputs.check_not_input(args.output, [p for p in (args.input, args.weights, args.workdir)
                                          if p is not None], flag="--output")
-  if args.output.exists() and not args.overwrite:
-    raise ValueError(f"{args.output}: already exists (pass --overwrite to replace it)")
+  outputs.refuse_existing(args.output, args.overwrite)  # a dangling symlink too
+  outputs.check_parent(args.output)
 
 
 def load_network(args: argparse.Namespace) -> tuple[IFIRNN, Any]:
@@ -204,6 +206,10 @@ def run(args: argparse.Namespace) -> None:
     raise ValueError(f"--adaptive needs a gated (-reg) model; {model.name} has no gate")
   iterations = model.iterations if args.iterations is None else args.iterations
   grid = choose_grid(source.height, source.width, args.tile_size, args.tile_overlap)
+  if source.other_streams:
+    print(f"note: {args.input}: only the first video stream is deblurred; its other "
+          f"streams ({', '.join(source.other_streams)}) are not copied to {args.output}",
+          file=sys.stderr)
   total = source.num_frames
   if args.max_frames is not None:
     total = args.max_frames if total is None else min(total, args.max_frames)
