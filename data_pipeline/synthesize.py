@@ -184,9 +184,8 @@ def _check_plan(sequences: SequenceOf[SourceSequence], average: int,
     target = out / sequence.name
     if target.exists() and not target.is_dir():
       raise DataError(f"output {target} exists and is not a folder")
-    if not overwrite and target.is_dir() and any(target.iterdir()):
-      raise DataError(f"output folder {target} exists and is not empty; use "
-                      f"--overwrite to replace it")
+    if outputs.exists(target) and not (target.is_dir() and not any(target.iterdir())):
+      outputs.refuse_existing(target, overwrite)  # a dangling symlink too
     if target.is_dir():
       outputs.check_replaceable_sequence(target, OUTPUT_DIRS)
   if out.exists() and not out.is_dir():
