@@ -278,15 +278,18 @@ def run(args: argparse.Namespace) -> None:
       **({"blur_dir": args.blur_dir} if args.layout == "gopro" else {}))
   out = Path(args.out) if args.out else default_out(args, step)
   outputs.check_not_input(out, [args.data], flag="output folder")
+  if args.save_frames:  # each is replaced whole: neither may hold the other
+    real_frames, real_out = Path(os.path.realpath(args.save_frames)), Path(os.path.realpath(out))
+    if real_frames == real_out or {real_frames, real_out} & {*real_frames.parents,
+                                                            *real_out.parents}:
+      raise EvalError(f"--save-frames folder {args.save_frames} and output folder {out}: one "
+                      f"is or holds the other; give them separate folders")
   replace_out = _check_output(out, "output folder", args.overwrite,
                               _foreign_results(out) if out.is_dir() else None)
   frames_dir = Path(args.save_frames) if args.save_frames else None
   replace_frames = False
   if frames_dir is not None:
     outputs.check_not_input(frames_dir, [args.data], flag="--save-frames folder")
-    if os.path.realpath(frames_dir) == os.path.realpath(out):
-      raise EvalError(f"--save-frames folder {frames_dir} is the output folder; give "
-                      f"them different folders")
     depth = 2 if len(settings) > 1 else 1
     replace_frames = _check_output(frames_dir, "--save-frames folder", args.overwrite,
                                    _foreign_frames(frames_dir, depth)

@@ -338,6 +338,9 @@ def test_evaluate_sigterm_leaves_no_saved_frames(tiny, tmp_path, capsys, monkeyp
   args = ["--weights", tiny["weights"], "--out", tmp_path / "eval", "--save-frames", saved]
   status, _, err = _evaluate(capsys, tiny, *args)
   assert status == 2 and "--overwrite" in _one_error(err) and not written
+  status, _, err = _evaluate(capsys, tiny, "--weights", tiny["weights"], "--out", saved,
+                             "--save-frames", saved / "inside", "--overwrite")
+  assert status == 2 and "one is or holds the other" in _one_error(err) and not written
   status, _, err = _evaluate(capsys, tiny, *args, "--overwrite")
   assert status == 143 and "terminated (SIGTERM); no results written" in err
   assert len(written) == 3 and not any(p.exists() for p in written)
