@@ -173,6 +173,7 @@ def _check_plan(sequences: SequenceOf[SourceSequence], average: int,
                 size: tuple[int, int] | None, out: Path, overwrite: bool) -> None:
   """Refuses, before anything is written, what cannot be done as asked."""
   outputs.check_not_input(out, [s.frames[0].parent for s in sequences], flag="--out")
+  outputs.check_parent(out)
   for sequence in sequences:
     if len(sequence.frames) < average:
       raise DataError(f"sequence {sequence.name}: has {len(sequence.frames)} frames, "

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 
 import data_trees
 import ifirnn_jax as ifr
-from data_pipeline import files, image_io, outputs, video
+from data_pipeline import files, image_io, outputs, synthesize, video
 from data_pipeline.errors import DataError
 from data_pipeline.video import FrameSink, open_frames
 from ifirnn_jax import checkpoint, deblur, evaluate, export, weights
@@ -256,6 +256,10 @@ def test_an_output_whose_parent_is_a_file_says_so(tiny, tmp_path, capsys):
                       str(tiny["weights"])]) == 2
   line = _one_error(capsys.readouterr().err)
   assert f"{tmp_path / 'file'} is a file, not a folder" in line and "File exists" not in line
+  assert synthesize.main(["--frames", str(tiny["data"] / "test" / SEQUENCES[0] / "sharp"),
+                          "--average", "3", "--out", str(tmp_path / "file" / "out")]) == 2
+  line = _one_error(capsys.readouterr().err)
+  assert f"{tmp_path / 'file'} is a file, not a folder" in line
   assert (tmp_path / "file").read_text() == "mine"
 
 
