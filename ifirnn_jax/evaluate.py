@@ -197,8 +197,11 @@ def _save_frames(results: Iterator[FrameResult], settings: Sequence[Setting],
       try:
         path.parent.mkdir(parents=True, exist_ok=True)
         image_io.write_image(path, np.asarray(metrics.quantize(result.output), np.uint8))
-      except OSError as e:
-        raise outputs.write_error(shown_dir / name, e) from None
+      except (OSError, DataError) as e:  # image_io raises DataError from the OSError
+        cause = e if isinstance(e, OSError) else e.__cause__
+        if not isinstance(cause, OSError):
+          raise
+        raise outputs.write_error(shown_dir / name, cause) from None
     yield result
 
 

@@ -324,6 +324,17 @@ def test_evaluate_on_a_full_disk_keeps_the_old_set_and_names_the_file(tiny, tmp_
   line = _one_error(err)
   assert status == 2 and str(out / "frames.csv") in line and "disk is full" in line
   assert _snapshot(out) == old and _hidden(tmp_path) == []  # no new results.json beside
+  monkeypatch.undo()
+
+  def full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  monkeypatch.setattr(image_io.iio, "imwrite", full)  # the writer under image_io
+  status, stdout, err = _evaluate(capsys, tiny, "--weights", tiny["weights"], "--out", out,
+                                  "--overwrite", "--save-frames", tmp_path / "frames")
+  line = _one_error(err)
+  assert status == 2 and "disk is full" in line
+  assert str(tmp_path / "frames" / SEQUENCES[0] / "000000.png") in line  # not the temporary
+  assert _snapshot(out) == old and sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
 
 
 def test_evaluate_sigterm_leaves_no_saved_frames(tiny, tmp_path, capsys, monkeypatch):
