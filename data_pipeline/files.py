@@ -120,8 +120,9 @@ def rename_new(source: str | os.PathLike, target: str | os.PathLike) -> None:
   does, also when it appeared a moment ago): never replaces anything.
 
   Atomic with renameat2(RENAME_NOREPLACE); elsewhere a file is hard-linked then unlinked
-  (also atomic), a folder renamed after a check (a target made in between, between the
-  check and the rename, would be replaced only if it were an empty folder).
+  (also atomic), a folder (or a file where hard links fail) renamed after a check: a
+  target made between the check and the rename would be replaced (a folder only if
+  empty).
   """
   if renameat2(source, target, RENAME_NOREPLACE):
     return
@@ -130,7 +131,15 @@ def rename_new(source: str | os.PathLike, target: str | os.PathLike) -> None:
   if os.path.isdir(source) and not os.path.islink(source):
     os.rename(source, target)  # fails on a non-empty folder made since the check
     return
-  os.link(source, target, follow_symlinks=False)  # fails if `target` exists
+  try:
+    os.link(source, target, follow_symlinks=False)  # fails if `target` exists
+  except FileExistsError:
+    raise
+  except OSError:  # a filesystem without hard links: check, then rename
+    if os.path.lexists(target):
+      raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(target))
+    os.rename(source, target)
+    return
   os.unlink(source)
 
 
