@@ -276,11 +276,16 @@ class FrameSink:
     path: the output video file or folder.
     fps: frame rate of a video (None: DEFAULT_FPS); ignored for a folder.
     overwrite: replace an existing `path` (when the new result is complete).
+    audio_from: a media file whose audio streams are copied into the video (ffmpeg
+      stream copy, cut to the video's length), if the container takes them; afterwards
+      `audio_copied` says whether they were, `audio_problem` why not.
   """
 
   def __init__(self, path: str | os.PathLike, fps: float | None = None,
-               overwrite: bool = False):
+               overwrite: bool = False, audio_from: str | os.PathLike | None = None):
     self.path = Path(path)
+    self.audio_from = None if audio_from is None else Path(audio_from)
+    self.audio_copied, self.audio_problem = False, None
     self.fps = DEFAULT_FPS if fps is None else float(fps)
     if not self.fps > 0:
       raise ValueError(f"fps must be > 0, got {fps!r}")
@@ -379,10 +384,34 @@ class FrameSink:
             raise DataError(f"{self.path}: the video ffmpeg wrote cannot be read back "
                             f"({errors[0] if errors else 'no frame count'})")
           raise DataError(f"{self.path}: ffmpeg stored {stored} of {self.num_written} frames")
+        if self.audio_from is not None:
+          self._copy_audio()
       self._commit()
     except BaseException:
       self.abort()
       raise
+
+  def _copy_audio(self) -> None:
+    """Remuxes the finished video with the audio of `audio_from` (no re-encoding); on
+    failure the video stays as it is, without audio, and `audio_problem` says why."""
+    muxed = self._temp.with_name(self._temp.stem + ".audio" + self._temp.suffix)
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error",
+               "-y", "-i", str(self._temp), "-i", str(self.audio_from), "-map", "0:v:0",
+               "-map", "1:a?", "-c", "copy", "-shortest", str(muxed)]
+    try:
+      result = subprocess.run(command, capture_output=True, check=False, timeout=600)
+      log = result.stderr.decode("utf-8", "replace").strip().splitlines()
+      if result.returncode == 0 and probe_frames(muxed)[0] == self.num_written:
+        os.replace(muxed, self._temp)
+        self.audio_copied = True
+        return
+      if _disk_full(self.path.parent):
+        raise self._disk_full_error()
+      self.audio_problem = log[0] if log else f"ffmpeg exit status {result.returncode}"
+    except (OSError, subprocess.SubprocessError) as e:
+      self.audio_problem = _first_line(e)
+    finally:
+      muxed.unlink(missing_ok=True)
 
   def _commit(self) -> None:
     """Moves the result into place; without `overwrite`, an output that appeared while

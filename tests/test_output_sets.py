@@ -199,14 +199,18 @@ def test_a_live_process_partial_file_is_kept_and_removed_once_it_is_gone(tmp_pat
 
 
 # ----------------------------------------------------------------------------- deblur
-def _video(path: Path, frames: int = 3, audio: bool = False) -> Path:
-  """A 32x24 H.264 test video (with an AAC audio stream if `audio`), made by ffmpeg."""
+def _video(path: Path, frames: int = 3, audio: str | None = None) -> Path:
+  """A 32x24 H.264 test video (with a sine audio stream of codec `audio`), made by ffmpeg."""
   command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-v", "error", "-y", "-f",
              "lavfi", "-i", f"testsrc=size=32x24:rate=10:duration={frames / 10}"]
   if audio:
-    command += ["-f", "lavfi", "-i", f"sine=duration={frames / 10}", "-c:a", "aac"]
+    command += ["-f", "lavfi", "-i", "sine=duration=2", "-c:a", audio]
   subprocess.run(command + ["-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)], check=True)
   return path
+
+
+def _notes(err: str) -> list[str]:
+  return [line for line in err.splitlines() if line.startswith("note:")]
 
 
 def test_a_second_run_keeps_an_output_that_appeared_while_it_wrote(tmp_path, monkeypatch):
@@ -229,8 +233,8 @@ def test_a_second_run_keeps_an_output_that_appeared_while_it_wrote(tmp_path, mon
   assert _hidden(tmp_path) == []
 
 
-def test_deblur_refuses_a_dangling_symlink_and_notes_dropped_streams(tiny, tmp_path, capsys):
-  clip = _video(tmp_path / "with_audio.mp4", audio=True)
+def test_deblur_refuses_a_dangling_symlink_and_copies_audio(tiny, tmp_path, capsys):
+  clip = _video(tmp_path / "with_audio.mp4", audio="aac")
   link = tmp_path / "out.mp4"
   link.symlink_to(tmp_path / "gone.mp4")
   args = ["--input", str(clip), "--output", str(link), "--weights", str(tiny["weights"])]
@@ -239,14 +243,25 @@ def test_deblur_refuses_a_dangling_symlink_and_notes_dropped_streams(tiny, tmp_p
   assert str(link) in line and "--overwrite" in line
   assert link.is_symlink() and not (tmp_path / "gone.mp4").exists()
   assert deblur.main(args + ["--overwrite"]) == 0
-  err = capsys.readouterr().err
-  notes = [line for line in err.splitlines() if line.startswith("note:")]
-  assert len(notes) == 1 and "audio" in notes[0] and "not copied" in notes[0], err
+  assert _notes(capsys.readouterr().err) == []  # nothing dropped
   assert not link.is_symlink() and open_frames(link).num_frames == 3
-  assert video.probe_streams(link) == ["video"]  # indeed no audio in the output
-  assert deblur.main(["--input", str(link), "--output", str(tmp_path / "again.mp4"),
+  assert video.probe_streams(link) == ["video", "audio"]
+  # A frame folder cannot hold the audio: said once.
+  assert deblur.main(["--input", str(clip), "--output", str(tmp_path / "frames"),
                       "--weights", str(tiny["weights"])]) == 0
-  assert "note:" not in capsys.readouterr().err  # nothing dropped, nothing said
+  notes = _notes(capsys.readouterr().err)
+  assert len(notes) == 1 and "audio stream(s) are not copied" in notes[0], notes
+
+
+def test_audio_an_mp4_cannot_take_is_left_out_with_a_note(tiny, tmp_path, capsys):
+  clip = _video(tmp_path / "alaw.mkv", audio="pcm_alaw")  # MP4 does not take A-law audio
+  out = tmp_path / "out.mp4"
+  assert deblur.main(["--input", str(clip), "--output", str(out), "--weights",
+                      str(tiny["weights"]), "--max-frames", "2"]) == 0
+  notes = _notes(capsys.readouterr().err)
+  assert len(notes) == 1 and "audio could not be copied" in notes[0], notes
+  assert video.probe_streams(out) == ["video"] and open_frames(out).num_frames == 2
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["alaw.mkv", "out.mp4"]
 
 
 def test_an_output_whose_parent_is_a_file_says_so(tiny, tmp_path, capsys):
