@@ -15,6 +15,8 @@ At the bottom of the house: imports nothing of this project, so `data_pipeline` 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import re
@@ -61,26 +63,117 @@ def folder_mode() -> int:
   return 0o777 & ~umask()
 
 
+def partial_prefix(target: str | os.PathLike, kind: str = "partial") -> str:
+  """`.NAME.<kind>-<pid>-`: the name of a temporary beside `target` starts with it, so
+  that leftovers are known by the process that made them (`outputs.remove_stale_partials`
+  removes only those whose process is gone)."""
+  return f".{Path(target).name}.{kind}-{os.getpid()}-"
+
+
 def make_partial_folder(target: str | os.PathLike) -> Path:
   """A new hidden folder beside `target` to build it in (mode from the umask, not mkdtemp's
-  0700); `replace_folder` moves it into place."""
+  0700), named after this process; `replace_folder` moves it into place."""
   target = Path(target)
-  partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
+  partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=partial_prefix(target)))
   partial.chmod(folder_mode())
   return partial
 
 
-def replace_folder(source: str | os.PathLike, target: str | os.PathLike) -> None:
-  """Renames folder `source` to `target`; an existing `target` is moved aside first and
-  deleted after, so `target` is at every moment either the old folder or the new one."""
-  source, target = Path(source), Path(target)
-  if not target.exists():
-    os.replace(source, target)
+# renameat2(2) flags (linux/fs.h).
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+# errno of a renameat2 the kernel or the filesystem does not offer.
+_UNSUPPORTED = {errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP}
+
+
+def _libc_renameat2():
+  try:
+    function = ctypes.CDLL(None, use_errno=True).renameat2
+  except (OSError, AttributeError):  # not Linux, or a C library without it (glibc < 2.28)
+    return None
+  function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                       ctypes.c_uint]
+  function.restype = ctypes.c_int
+  return function
+
+
+_renameat2_function = _libc_renameat2() if sys.platform.startswith("linux") else None
+
+
+def renameat2(source: str | os.PathLike, target: str | os.PathLike, flags: int) -> bool:
+  """Linux's renameat2(source, target, flags); False where the system or the filesystem
+  does not offer it (nothing was renamed then), OSError for any other failure."""
+  if _renameat2_function is None:
+    return False
+  if _renameat2_function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target),
+                         flags) == 0:
+    return True
+  error = ctypes.get_errno()
+  if error in _UNSUPPORTED:
+    return False
+  raise OSError(error, os.strerror(error), os.fspath(source), None, os.fspath(target))
+
+
+def rename_new(source: str | os.PathLike, target: str | os.PathLike) -> None:
+  """Renames `source` to `target` only if `target` does not exist (FileExistsError if it
+  does, also when it appeared a moment ago): never replaces anything.
+
+  Atomic with renameat2(RENAME_NOREPLACE); elsewhere a file is hard-linked then unlinked
+  (also atomic), a folder (or a file where hard links fail) renamed after a check: a
+  target made between the check and the rename would be replaced (a folder only if
+  empty).
+  """
+  if renameat2(source, target, RENAME_NOREPLACE):
     return
-  old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+  if os.path.lexists(target):
+    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(target))
+  if os.path.isdir(source) and not os.path.islink(source):
+    os.rename(source, target)  # fails on a non-empty folder made since the check
+    return
+  try:
+    os.link(source, target, follow_symlinks=False)  # fails if `target` exists
+  except FileExistsError:
+    raise
+  except OSError:  # a filesystem without hard links: check, then rename
+    if os.path.lexists(target):
+      raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(target))
+    os.rename(source, target)
+    return
+  os.unlink(source)
+
+
+def replace_folder(source: str | os.PathLike, target: str | os.PathLike) -> None:
+  """Renames folder `source` to `target`; an existing `target` is replaced, and at every
+  moment `target` is either the old folder or the new one.
+
+  Where Linux's renameat2(RENAME_EXCHANGE) works, the two folders swap names in one
+  atomic step and the old one is deleted after. Elsewhere (another system, or a
+  filesystem without it) the old folder is first renamed aside, then the new one into
+  place: between those two renames `target` is missing for a moment (both folders are
+  still on disk, under hidden `.NAME.old-<pid>-*` / `.NAME.partial-<pid>-*` names).
+  """
+  source, target = Path(source), Path(target)
+  if not os.path.lexists(target):
+    try:
+      rename_new(source, target)
+      return
+    except FileExistsError:  # appeared meanwhile: replace it as below
+      pass
+  if renameat2(source, target, RENAME_EXCHANGE):
+    _remove_tree(source)  # now the old folder
+    return
+  old = Path(tempfile.mkdtemp(dir=target.parent, prefix=partial_prefix(target, "old")))
   os.replace(target, old / target.name)
   os.replace(source, target)
-  shutil.rmtree(old, ignore_errors=True)
+  _remove_tree(old)
+
+
+def _remove_tree(path: Path) -> None:
+  if path.is_symlink() or not path.is_dir():
+    path.unlink(missing_ok=True)
+  else:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

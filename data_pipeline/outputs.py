@@ -6,10 +6,19 @@ kind (a video, a weight file), a folder holding nothing but numbered frames
 `blur_gamma` and `sharp` folders of such frames). Anything else is refused with a
 `DataError` naming what would be lost. An output that is an input, or a folder that
 holds an input, is refused too. Paths are compared after resolving symlinks.
+
+Every command refuses an existing output without `--overwrite` in the same words
+(`refuse_existing`); a dangling symlink counts as existing. Temporaries beside an output
+carry the PID of the process writing them (`files.partial_prefix`); leftovers are
+deleted only once that process is gone, so a second run never deletes the file another
+run is still writing. (PIDs are those of this machine: on a filesystem shared between
+machines, a leftover of another machine's live run is taken as gone only if no process
+here has its PID.)
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -22,6 +31,39 @@ from data_pipeline.errors import DataError
 FRAME_NAME = re.compile(r"^\d{6}\.png$")
 # How many unexpected entries an error message lists.
 _LISTED = 3
+
+
+def exists(path: str | os.PathLike) -> bool:
+  """True if anything is at `path`, a dangling symlink included."""
+  return os.path.lexists(path)
+
+
+def refuse_existing(path: str | os.PathLike, overwrite: bool,
+                    flag: str = "--overwrite") -> None:
+  """The one refusal of every command: `path` exists and `overwrite` was not given."""
+  if exists(path) and not overwrite:
+    raise DataError(f"{path}: already exists; pass {flag} to replace it")
+
+
+def check_parent(path: str | os.PathLike) -> None:
+  """Refuses an output whose would-be parent folder is a file (or another non-folder)."""
+  path = Path(path)
+  for parent in path.parents:
+    if os.path.lexists(parent):
+      if not parent.is_dir():
+        raise DataError(f"{path}: cannot be created: {parent} is a file, not a folder")
+      return
+
+
+def write_error(path: str | os.PathLike, error: OSError, what: str = "write") -> DataError:
+  """A DataError naming `path` for an OSError while writing it; a full disk says so."""
+  if error.errno in (errno.ENOSPC, errno.EDQUOT):
+    return DataError(f"{path}: cannot {what} it: the disk is full ({error.strerror}); "
+                     f"free some space and run again")
+  if error.errno == errno.ENAMETOOLONG:
+    return DataError(f"{path}: cannot {what} it: the file name is too long for this "
+                     f"filesystem")
+  return DataError(f"{path}: cannot {what} it ({error.strerror or error})")
 
 
 def _real(path: str | os.PathLike) -> Path:
@@ -89,11 +131,30 @@ def check_replaceable_file(path: str | os.PathLike, kind: str,
                     f"({', '.join(suffixes)})")
 
 
-def remove_stale_partials(target: str | os.PathLike, is_folder: bool) -> list[Path]:
-  """Deletes the `.NAME.partial-*` and `.NAME.old-*` leftovers of `target` (of runs that
-  were killed) beside it: folders for a folder `target`, files for a file; returns them.
+def _process_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # alive, another user's
+    return True
+  return True
 
-  Also the `.STEM.partial-*SUFFIX` files of a file `target`.
+
+def _writer_pid(name: str, prefixes: tuple[str, ...]) -> int | None:
+  """The PID in `<prefix><pid>-<random>`, None without one."""
+  for prefix in prefixes:
+    if name.startswith(prefix):
+      pid = name[len(prefix):].split("-", 1)[0]
+      return int(pid) if pid.isdigit() else None
+  return None
+
+
+def remove_stale_partials(target: str | os.PathLike, is_folder: bool) -> list[Path]:
+  """Deletes the `.NAME.partial-<pid>-*` and `.NAME.old-<pid>-*` leftovers of `target`
+  beside it whose process is gone (runs that were killed): folders for a folder `target`,
+  files for a file; returns them. A live process's temporaries, this one's included,
+  and names without a PID are left alone.
   """
   target = Path(target)
   if not target.parent.is_dir():
@@ -101,16 +162,14 @@ def remove_stale_partials(target: str | os.PathLike, is_folder: bool) -> list[Pa
   prefixes = (f".{target.name}.partial-", f".{target.name}.old-")
   removed = []
   for entry in target.parent.iterdir():
-    name = entry.name
     if entry.is_symlink() or entry.is_dir() != is_folder:
       continue
-    ours = name.startswith(prefixes) or (
-        not is_folder and target.suffix and name.startswith(f".{target.stem}.partial-")
-        and name.endswith(target.suffix))
-    if ours:
-      if is_folder:
-        shutil.rmtree(entry, ignore_errors=True)
-      else:
-        entry.unlink(missing_ok=True)
-      removed.append(entry)
+    pid = _writer_pid(entry.name, prefixes)
+    if pid is None or pid == os.getpid() or _process_alive(pid):
+      continue
+    if is_folder:
+      shutil.rmtree(entry, ignore_errors=True)
+    else:
+      entry.unlink(missing_ok=True)
+    removed.append(entry)
   return removed

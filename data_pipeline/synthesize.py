@@ -174,6 +174,7 @@ def _check_plan(sequences: SequenceOf[SourceSequence], average: int,
                 size: tuple[int, int] | None, out: Path, overwrite: bool) -> None:
   """Refuses, before anything is written, what cannot be done as asked."""
   outputs.check_not_input(out, [s.frames[0].parent for s in sequences], flag="--out")
+  outputs.check_parent(out)
   for sequence in sequences:
     if len(sequence.frames) < average:
       raise DataError(f"sequence {sequence.name}: has {len(sequence.frames)} frames, "
@@ -185,9 +186,8 @@ def _check_plan(sequences: SequenceOf[SourceSequence], average: int,
     target = out / sequence.name
     if target.exists() and not target.is_dir():
       raise DataError(f"output {target} exists and is not a folder")
-    if not overwrite and target.is_dir() and any(target.iterdir()):
-      raise DataError(f"output folder {target} exists and is not empty; use "
-                      f"--overwrite to replace it")
+    if outputs.exists(target) and not (target.is_dir() and not any(target.iterdir())):
+      outputs.refuse_existing(target, overwrite)  # a dangling symlink too
     if target.is_dir():
       outputs.check_replaceable_sequence(target, OUTPUT_DIRS)
   if out.exists() and not out.is_dir():

@@ -19,6 +19,7 @@ Every problem with the data raises `DataError` naming the path.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -61,6 +62,8 @@ class FrameSource:
 
   Attributes:
     path: the video file or folder.
+    other_streams: kinds of the streams that are not read ("audio", "subtitle", a second
+      "video", ...): a video file's streams after its first video stream.
     fps: frames per second (None for a folder of images).
     num_frames: number of frames (None when the container does not say).
     height, width: frame size in pixels.
@@ -70,6 +73,7 @@ class FrameSource:
   """
 
   path: Path
+  other_streams: list[str] = []
   fps: float | None
   num_frames: int | None
   height: int
@@ -122,6 +126,7 @@ class VideoFileSource(FrameSource):
     self.height, self.width = first.shape[:2]
     fps = meta.get("fps")
     self.fps = float(fps) if fps and np.isfinite(fps) else None
+    self.other_streams = probe_streams(self.path)[1:]
     self.num_frames, errors = probe_frames(self.path)
     truncated = [line for line in errors if any(m in line for m in _TRUNCATION_MESSAGES)]
     if truncated:  # the container promises more data than the file holds
@@ -171,6 +176,24 @@ def probe_frames(path: str | os.PathLike) -> tuple[int | None, list[str]]:
   return (counts[-1] if counts and result.returncode == 0 else None), errors
 
 
+def probe_streams(path: str | os.PathLike) -> list[str]:
+  """The kinds of the streams of a media file, in order ("video", "audio", "subtitle",
+  "data", ...), as ffmpeg lists them; the first video stream first. Empty when ffmpeg
+  cannot say."""
+  command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+  try:  # without an output ffmpeg lists the input's streams and exits with status 1
+    result = subprocess.run(command, capture_output=True, check=False, timeout=60)
+  except (OSError, subprocess.SubprocessError):
+    return []
+  kinds = [m.group(1).lower() for m in map(_STREAM_LINE.match,
+                                           result.stderr.decode("utf-8", "replace").splitlines())
+           if m]
+  if "video" in kinds:
+    kinds.insert(0, kinds.pop(kinds.index("video")))
+  return kinds
+
+
+_STREAM_LINE = re.compile(r"^\s*Stream #0:\d+\S*: (\w+):")
 _FRAME_STAT = re.compile(r"^\s*frame=\s*(\d+)")
 # What ffmpeg says of a file cut short: MP4/MOV ("stream 0, offset ...: partial file"),
 # Matroska/WebM ("File ended prematurely").
@@ -239,7 +262,10 @@ class FrameSink:
 
   An existing `path` is replaced only with `overwrite`, and only if it is what a sink
   writes (a video file, or a folder holding nothing but 000000.png, ... frames; see
-  `outputs`). Leftover temporaries of killed runs for `path` are deleted first.
+  `outputs`), a dangling symlink counting as existing. Without `overwrite`, an output
+  another run made while this one was writing is kept too (the result is not moved
+  onto it). Leftover temporaries of killed runs for `path` are deleted first; those of
+  live runs (their names carry the writer's PID) are left alone.
 
   Frames go to a hidden temporary file or folder beside `path`; `close()` checks the
   result and renames it to `path`. `abort()` (called on any exception inside a
@@ -250,11 +276,16 @@ class FrameSink:
     path: the output video file or folder.
     fps: frame rate of a video (None: DEFAULT_FPS); ignored for a folder.
     overwrite: replace an existing `path` (when the new result is complete).
+    audio_from: a media file whose audio streams are copied into the video (ffmpeg
+      stream copy, cut to the video's length), if the container takes them; afterwards
+      `audio_copied` says whether they were, `audio_problem` why not.
   """
 
   def __init__(self, path: str | os.PathLike, fps: float | None = None,
-               overwrite: bool = False):
+               overwrite: bool = False, audio_from: str | os.PathLike | None = None):
     self.path = Path(path)
+    self.audio_from = None if audio_from is None else Path(audio_from)
+    self.audio_copied, self.audio_problem = False, None
     self.fps = DEFAULT_FPS if fps is None else float(fps)
     if not self.fps > 0:
       raise ValueError(f"fps must be > 0, got {fps!r}")
@@ -262,8 +293,7 @@ class FrameSink:
     if not self.is_video and self.path.suffix and not self.path.is_dir():
       raise DataError(f"{self.path}: output must be a video file "
                       f"({', '.join(VIDEO_SUFFIXES)}) or a folder (a path without a suffix)")
-    if self.path.exists() and not overwrite:
-      raise DataError(f"{self.path}: already exists (pass overwrite to replace it)")
+    outputs.refuse_existing(self.path, overwrite)
     if self.path.exists() and self.path.is_dir() == self.is_video:
       raise DataError(f"{self.path}: exists as a {'folder' if self.is_video else 'file'}; "
                       f"will not replace it with a {'video' if self.is_video else 'folder'}")
@@ -272,6 +302,8 @@ class FrameSink:
         outputs.check_replaceable_file(self.path, "video", VIDEO_SUFFIXES)
       else:
         outputs.check_replaceable_frames(self.path)
+    outputs.check_parent(self.path)
+    self.overwrite = overwrite
     self.num_written = 0
     self._size: tuple[int, int] | None = None  # (height, width)
     self._writer = None
@@ -279,14 +311,14 @@ class FrameSink:
     try:
       parent.mkdir(parents=True, exist_ok=True)
       outputs.remove_stale_partials(self.path, is_folder=not self.is_video)
-      if self.is_video:
-        fd, temp = tempfile.mkstemp(prefix=f".{self.path.stem}.partial-",
+      if self.is_video:  # named after this process; the suffix tells ffmpeg the container
+        fd, temp = tempfile.mkstemp(prefix=files.partial_prefix(self.path),
                                     suffix=self.path.suffix, dir=parent)
         os.close(fd)
       else:
         temp = files.make_partial_folder(self.path)
     except OSError as e:
-      raise DataError(f"{self.path}: cannot write here ({e.strerror})") from None
+      raise outputs.write_error(self.path, e) from None
     self._temp: Path | None = Path(temp)
 
   def write(self, frame: np.ndarray) -> None:
@@ -309,9 +341,16 @@ class FrameSink:
       else:
         iio.imwrite(self._temp / f"{self.num_written:06d}.png", frame)
     except Exception as e:
+      if _disk_full(self.path.parent) or getattr(e, "errno", None) == errno.ENOSPC:
+        raise self._disk_full_error() from None
       raise DataError(f"{self.path}: cannot write frame {self.num_written} "
                       f"({_first_line(e)})") from None
     self.num_written += 1
+
+  def _disk_full_error(self) -> DataError:
+    return DataError(f"{self.path}: cannot write it: the disk is full (no space left in "
+                     f"{self.path.parent} after {self.num_written} frames); free some "
+                     f"space and run again")
 
   def _open_video_writer(self, height: int, width: int):
     odd = height % 2 or width % 2
@@ -334,26 +373,67 @@ class FrameSink:
         try:
           writer.close()
         except Exception as e:
+          if _disk_full(self.path.parent):
+            raise self._disk_full_error() from None
           raise DataError(f"{self.path}: cannot finish the video ({_first_line(e)})") from None
-        stored, _ = probe_frames(self._temp)
+        stored, errors = probe_frames(self._temp)
         if stored != self.num_written:
+          if _disk_full(self.path.parent):
+            raise self._disk_full_error()
+          if stored is None:
+            raise DataError(f"{self.path}: the video ffmpeg wrote cannot be read back "
+                            f"({errors[0] if errors else 'no frame count'})")
           raise DataError(f"{self.path}: ffmpeg stored {stored} of {self.num_written} frames")
+        if self.audio_from is not None:
+          self._copy_audio()
       self._commit()
     except BaseException:
       self.abort()
       raise
 
+  def _copy_audio(self) -> None:
+    """Remuxes the finished video with the audio of `audio_from` (no re-encoding); on
+    failure the video stays as it is, without audio, and `audio_problem` says why."""
+    muxed = self._temp.with_name(self._temp.stem + ".audio" + self._temp.suffix)
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error",
+               "-y", "-i", str(self._temp), "-i", str(self.audio_from), "-map", "0:v:0",
+               "-map", "1:a?", "-c", "copy", "-shortest", str(muxed)]
+    try:
+      result = subprocess.run(command, capture_output=True, check=False, timeout=600)
+      log = result.stderr.decode("utf-8", "replace").strip().splitlines()
+      if result.returncode == 0 and probe_frames(muxed)[0] == self.num_written:
+        os.replace(muxed, self._temp)
+        self.audio_copied = True
+        return
+      if _disk_full(self.path.parent):
+        raise self._disk_full_error()
+      self.audio_problem = log[0] if log else f"ffmpeg exit status {result.returncode}"
+    except (OSError, subprocess.SubprocessError) as e:
+      self.audio_problem = _first_line(e)
+    finally:
+      muxed.unlink(missing_ok=True)
+
   def _commit(self) -> None:
+    """Moves the result into place; without `overwrite`, an output that appeared while
+    this sink was writing (another run's) is kept and this result deleted."""
     temp, self._temp = self._temp, None
     try:
-      if temp.is_dir():  # made by make_partial_folder, with a plain folder's mode
-        files.replace_folder(temp, self.path)
-      else:  # mkstemp makes a private (0600) file: give it a plain file's mode
+      if not temp.is_dir():  # mkstemp makes a private (0600) file: give it a plain file's mode
         os.chmod(temp, files.file_mode())
+      if not self.overwrite:
+        files.rename_new(temp, self.path)
+      elif temp.is_dir():  # made by make_partial_folder, with a plain folder's mode
+        files.replace_folder(temp, self.path)
+      else:
         os.replace(temp, self.path)
+    except FileExistsError:
+      _remove(temp)
+      raise DataError(f"{self.path}: appeared while this run was writing (another run's "
+                      f"output?); kept it and wrote nothing; pass --overwrite to replace "
+                      f"it") from None
     except OSError as e:
       _remove(temp)
-      raise DataError(f"{self.path}: cannot move the result into place ({e.strerror})") from None
+      raise outputs.write_error(self.path, e, "move the result into place as") from None
 
   def abort(self) -> None:
     """Stops writing and deletes the temporary result; `path` is left as it was."""
@@ -378,6 +458,19 @@ class FrameSink:
 
 
 
+
+
+# Free space below which a failed write is put down to a full disk.
+_FULL_DISK_BYTES = 1 << 20
+
+
+def _disk_full(folder: Path) -> bool:
+  """True if the filesystem of `folder` has (nearly) no space left for this user."""
+  try:
+    stats = os.statvfs(folder)
+  except OSError:
+    return False
+  return stats.f_bavail * stats.f_frsize < _FULL_DISK_BYTES
 
 
 def _remove(path: Path) -> None:

@@ -10,7 +10,11 @@ turn: peak memory does not grow with the video's length (the command also gives
 frame-sized blocks back to the system when freed, `ifirnn_jax.glibc_malloc`). The output
 keeps the input's frame rate, frame count and size, and is written atomically (it
 appears only when complete). Outputs are clipped to [0, 1] and rounded to 8 bits,
-exactly as `ifirnn_jax.metrics` scores them. Frames larger than 1920x1088 pixels (or
+exactly as `ifirnn_jax.metrics` scores them. Only the first video stream is
+deblurred; a video output gets the input's audio unchanged (ffmpeg stream copy, cut to
+the video's length) where its container takes it. Subtitles, further video streams and
+the audio of a frame-folder output are not kept; the command says so when the input has
+any. Frames larger than 1920x1088 pixels (or
 any frame, with --tile-size) are deblurred in overlapping tiles, each tile carrying its
 own hidden state from frame to frame, blended without seams (`ifirnn_jax.tiling`).
 
@@ -34,7 +38,7 @@ import numpy as np
 from data_pipeline import console, outputs, termination
 from data_pipeline.files import Progress
 from data_pipeline.errors import DataError
-from data_pipeline.video import DEFAULT_FPS, FrameSink, open_frames
+from data_pipeline.video import DEFAULT_FPS, FrameSink, is_video_path, open_frames
 from ifirnn_jax import cli, cpu_policy, labels, metrics, tiling
 from ifirnn_jax.checkpoint import CheckpointError, load_checkpoint
 from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS
@@ -178,8 +182,8 @@ def _check_args(args: argparse.Namespace) -> None:
                        f"{args.tile_size}: {e}") from None
   outputs.check_not_input(args.output, [p for p in (args.input, args.weights, args.workdir)
                                          if p is not None], flag="--output")
-  if args.output.exists() and not args.overwrite:
-    raise ValueError(f"{args.output}: already exists (pass --overwrite to replace it)")
+  outputs.refuse_existing(args.output, args.overwrite)  # a dangling symlink too
+  outputs.check_parent(args.output)
 
 
 def load_network(args: argparse.Namespace) -> tuple[IFIRNN, Any]:
@@ -204,6 +208,12 @@ def run(args: argparse.Namespace) -> None:
     raise ValueError(f"--adaptive needs a gated (-reg) model; {model.name} has no gate")
   iterations = model.iterations if args.iterations is None else args.iterations
   grid = choose_grid(source.height, source.width, args.tile_size, args.tile_overlap)
+  audio = "audio" in source.other_streams and is_video_path(args.output)
+  dropped = [kind for kind in source.other_streams if not (audio and kind == "audio")]
+  if dropped:  # said once, before the work
+    print(f"note: {args.input}: its {', '.join(dropped)} stream(s) are not copied to "
+          f"{args.output} (only the first video stream is deblurred"
+          f"{', and the audio copied' if audio else ''})", file=sys.stderr)
   total = source.num_frames
   if args.max_frames is not None:
     total = args.max_frames if total is None else min(total, args.max_frames)
@@ -215,8 +225,8 @@ def run(args: argparse.Namespace) -> None:
 
   progress = Progress(total, "deblur")
   try:
-    with source, FrameSink(args.output, fps=source.fps or DEFAULT_FPS,
-                           overwrite=args.overwrite) as sink:
+    with source, FrameSink(args.output, fps=source.fps or DEFAULT_FPS, overwrite=args.overwrite,
+                           audio_from=args.input if audio else None) as sink:
       frames = LatestFrame(itertools.islice(source, args.max_frames))
       outputs = deblur_frames(model, params, frames, iterations=iterations, grid=grid,
                               adaptive=args.adaptive)
@@ -235,6 +245,9 @@ def run(args: argparse.Namespace) -> None:
         progress.update(done)
   finally:
     progress.finish()
+  if audio and not sink.audio_copied:
+    print(f"note: {args.input}: its audio could not be copied to {args.output} "
+          f"({sink.audio_problem}); the video has none", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,14 @@ Every test sequence runs through the recurrence frame by frame (constant memory)
 scored frames skip the first `skip_first` (4) and the last `skip_last` (1) frames of
 each sequence. Metrics are those of `metrics.py` (8-bit quantised RGB PSNR, Gaussian
 SSIM), averaged over all scored frames (and per sequence). Results: a table on the
-console; results.json, results.csv (per sequence + overall) and frames.csv (per frame),
-written atomically into --out.
+console (per sequence and overall); results.json (with the weights or workdir and step
+scored), results.csv (per sequence + overall) and frames.csv (per frame) in --out.
+
+Outputs are written as a set: --out (and --save-frames) is built in a hidden temporary
+folder beside it and renamed into place once complete, so it holds either the old
+results or the new ones, never a mix; an interrupted or failed run leaves nothing. An
+existing --out or --save-frames folder is replaced only with --overwrite, and only if it
+holds nothing but what this command writes.
 
 Inference settings:
   * fixed N (default: the model's N, or --iterations): the paper's protocol; a gated
@@ -37,15 +43,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from data_pipeline import console, image_io, layouts, outputs, termination
+from data_pipeline import console, files, image_io, layouts, outputs, termination
 from data_pipeline.errors import DataError
 from ifirnn_jax import (checkpoint, cli, cpu_policy, default_config, metrics, plots, reports,
                         weights)
@@ -89,10 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--skip-last", type=int, default=1,
                       help="frames not scored at the end of each sequence (as the paper)")
   parser.add_argument("--out", default=None, help="results folder (default: "
-                      "<workdir>/evaluations/<data folder name>_<split>, or with --weights "
-                      "./evaluations/<weight file name>_<data folder name>_<split>)")
+                      "<workdir>/evaluations/<data folder name>_<split>_step<step>, or with "
+                      "--weights ./evaluations/<weight file name>_<data folder name>_<split>)")
   parser.add_argument("--save-frames", default=None, help="write output frames here "
                       "(with --sweep: one subfolder per setting; default: not written)")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace an existing --out (and --save-frames) folder this "
+                      "command wrote")
   return parser
 
 
@@ -118,34 +127,109 @@ def _check_args(args: argparse.Namespace) -> None:
     raise EvalError("--step and --best need --workdir")
 
 
-def _check_writable(folder: Path, what: str) -> None:
-  """Creates `folder` if needed and proves a file can be written in it."""
-  if folder.exists() and not folder.is_dir():
+# What --out may hold for --overwrite to replace it: the files evaluate writes.
+_OUT_FILES = (*reports.RESULT_FILES, "sweep.json", "sweep_frames.csv",
+              "fig4_best_iterations.png", "fig4_best_iterations.csv", "fig5_psnr_time.png",
+              "fig5_psnr_time.csv")
+
+
+def _foreign_results(folder: Path) -> list[str]:
+  return sorted(p.name for p in folder.iterdir() if p.name not in _OUT_FILES or not p.is_file())
+
+
+def _foreign_frames(folder: Path, depth: int) -> list[str]:
+  """Entries of a --save-frames folder that are not <depth levels of folders>/*.png."""
+  foreign = []
+  for entry in folder.iterdir():
+    if entry.is_symlink():
+      foreign.append(entry.name)
+    elif depth and entry.is_dir():
+      foreign += [f"{entry.name}/{name}" for name in _foreign_frames(entry, depth - 1)]
+    elif depth or not entry.is_file() or entry.suffix != ".png":
+      foreign.append(entry.name + ("/" if entry.is_dir() else ""))
+  return sorted(foreign)
+
+
+def _check_output(folder: Path, what: str, overwrite: bool, foreign: list[str] | None) -> bool:
+  """Refuses an output folder that cannot be (re)placed; True if it exists, not empty."""
+  outputs.check_parent(folder)
+  if not outputs.exists(folder):
+    return False
+  if not folder.is_dir():
     raise EvalError(f"{what} {folder}: exists and is not a folder")
+  if not any(folder.iterdir()):
+    return False
+  outputs.refuse_existing(folder, overwrite)
+  if foreign:
+    more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+    raise EvalError(f"{what} {folder}: will not replace this folder: it holds more than "
+                    f"this command writes ({', '.join(foreign[:3])}{more} would be lost)")
+  return True
+
+
+def _partial_folder(folder: Path, what: str) -> Path:
+  """The hidden folder beside `folder` to build it in (leftovers of killed runs removed)."""
   try:
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=folder):
-      pass
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    outputs.remove_stale_partials(folder, is_folder=True)
+    return files.make_partial_folder(folder)
   except OSError as e:
     raise EvalError(f"{what} {folder}: cannot be written ({e.strerror or e})") from None
 
 
+def _move_into_place(partial: Path, folder: Path, replace: bool) -> None:
+  """Renames the complete `partial` to `folder`: replacing it if `replace`, else only if
+  no other run made it meanwhile."""
+  try:
+    if replace or (folder.is_dir() and not any(folder.iterdir())):
+      files.replace_folder(partial, folder)
+    else:
+      files.rename_new(partial, folder)
+  except FileExistsError:
+    raise DataError(f"{folder}: appeared while this run was evaluating (another run's "
+                    f"output?); kept it and wrote nothing; pass --overwrite to replace "
+                    f"it") from None
+  except OSError as e:
+    raise outputs.write_error(folder, e, "move the results into place as") from None
+
+
 def _save_frames(results: Iterator[FrameResult], settings: Sequence[Setting],
-                 save_dir: str | None) -> Iterator[FrameResult]:
+                 save_dir: Path | None, shown_dir: Path | None) -> Iterator[FrameResult]:
   """Passes `results` on, writing each output frame into `save_dir` as
-  <seq>/<frame>.png, or <setting slug>/<seq>/<frame>.png for several settings."""
+  <seq>/<frame>.png, or <setting slug>/<seq>/<frame>.png for several settings; errors
+  name the frame in `shown_dir`."""
   for result in results:
     if save_dir is not None:
-      folder = Path(save_dir) / (settings[result.setting].slug if len(settings) > 1 else "")
-      path = (folder / result.sequence / result.frame).with_suffix(".png")
-      path.parent.mkdir(parents=True, exist_ok=True)
-      image_io.write_image(path, np.asarray(metrics.quantize(result.output), np.uint8))
+      name = Path(settings[result.setting].slug if len(settings) > 1 else "",
+                  result.sequence, result.frame).with_suffix(".png")
+      path = save_dir / name
+      try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image_io.write_image(path, np.asarray(metrics.quantize(result.output), np.uint8))
+      except (OSError, DataError) as e:  # image_io raises DataError from the OSError
+        cause = e if isinstance(e, OSError) else e.__cause__
+        if not isinstance(cause, OSError):
+          raise
+        raise outputs.write_error(shown_dir / name, cause) from None
     yield result
 
 
-def _load(args: argparse.Namespace) -> tuple[IFIRNN, Params]:
+def checkpoint_step(workdir: str | os.PathLike, step: int | None, best: bool) -> int | None:
+  """`step`, or the step --best or the latest checkpoint of `workdir` is (the newest
+  complete step folder); None if there is none."""
+  if step is not None:
+    return step
+  folder = Path(workdir) / ("best" if best else "checkpoints")
+  try:
+    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir()]
+  except OSError:
+    return None
+  return max(steps, default=None)
+
+
+def _load(args: argparse.Namespace, step: int | None) -> tuple[IFIRNN, Params]:
   if args.workdir:
-    model, params = checkpoint.load_checkpoint(args.workdir, args.step, best=args.best)
+    model, params = checkpoint.load_checkpoint(args.workdir, step, best=args.best)
   else:
     model, params = weights.load_model(args.weights)
     if args.model:
@@ -177,51 +261,95 @@ def _settings(args: argparse.Namespace, model: IFIRNN) -> tuple[list[Setting], i
   return settings, settings.index(primary)
 
 
-def default_out(args: argparse.Namespace) -> Path:
-  """<workdir>/evaluations/<data>_<split>, or evaluations/<weights>_<data>_<split> in the
-  current folder (<data>: the data folder's name, <weights>: the weight file's stem).
+def default_out(args: argparse.Namespace, step: int | None = None) -> Path:
+  """<workdir>/evaluations/<data>_<split>_step<step>, or
+  evaluations/<weights>_<data>_<split> in the current folder (<data>: the data folder's
+  name, <weights>: the weight file's stem).
 
-  Apart from training's own evaluation (<workdir>/eval), one folder per dataset.
+  Apart from training's own evaluation (<workdir>/eval), one folder per dataset and
+  checkpoint step.
   """
   data = Path(os.path.realpath(args.data)).name or "data"
   if args.workdir:
-    return Path(args.workdir) / "evaluations" / f"{data}_{args.split}"
+    suffix = "" if step is None else f"_step{step}"
+    return Path(args.workdir) / "evaluations" / f"{data}_{args.split}{suffix}"
   return Path("evaluations") / f"{Path(args.weights).stem}_{data}_{args.split}"
+
+
+def _scored(args: argparse.Namespace, step: int | None) -> dict[str, object]:
+  """What results.json records of the parameters scored and the data."""
+  source = (dict(weights=os.path.abspath(args.weights)) if args.weights else
+            dict(workdir=os.path.abspath(args.workdir), step=step, best=args.best))
+  return dict(source, data=os.path.abspath(args.data), split=args.split)
 
 
 def run(args: argparse.Namespace) -> None:
   """Evaluates as `args` say; raises EvalError, DataError, WeightsError, ... on bad input."""
   _check_args(args)
-  model, params = _load(args)
+  step = checkpoint_step(args.workdir, args.step, args.best) if args.workdir else None
+  model, params = _load(args, step)
   settings, primary = _settings(args, model)
   sequences = layouts.find_sequences(
       args.data, args.layout, args.split,
       **({"blur_dir": args.blur_dir} if args.layout == "gopro" else {}))
-  out = Path(args.out) if args.out else default_out(args)
-  _check_writable(out, "output folder")
-  if args.save_frames:
-    outputs.check_not_input(args.save_frames, [args.data], flag="--save-frames folder")
-    _check_writable(Path(args.save_frames), "--save-frames folder")
-  print(f"{model.name}: {console.plural(len(sequences), 'sequence')}, settings "
-        f"{', '.join(s.label for s in settings)}", file=sys.stderr)
-  results = frame_results(model, params, sequences, settings, skip_first=args.skip_first,
+  out = Path(args.out) if args.out else default_out(args, step)
+  outputs.check_not_input(out, [args.data], flag="output folder")
+  if args.save_frames:  # each is replaced whole: neither may hold the other
+    real_frames, real_out = Path(os.path.realpath(args.save_frames)), Path(os.path.realpath(out))
+    if real_frames == real_out or {real_frames, real_out} & {*real_frames.parents,
+                                                            *real_out.parents}:
+      raise EvalError(f"--save-frames folder {args.save_frames} and output folder {out}: one "
+                      f"is or holds the other; give them separate folders")
+  replace_out = _check_output(out, "output folder", args.overwrite,
+                              _foreign_results(out) if out.is_dir() else None)
+  frames_dir = Path(args.save_frames) if args.save_frames else None
+  replace_frames = False
+  if frames_dir is not None:
+    outputs.check_not_input(frames_dir, [args.data], flag="--save-frames folder")
+    depth = 2 if len(settings) > 1 else 1
+    replace_frames = _check_output(frames_dir, "--save-frames folder", args.overwrite,
+                                   _foreign_frames(frames_dir, depth)
+                                   if frames_dir.is_dir() else None)
+  print(f"{model.name}: {console.plural(len(sequences), 'sequence')}, "
+        f"settings {', '.join(s.label for s in settings)}", file=sys.stderr)
+  partials: list[Path] = []
+  try:
+    partials.append(_partial_folder(out, "output folder"))
+    if frames_dir is not None:
+      partials.append(_partial_folder(frames_dir, "--save-frames folder"))
+    results = frame_results(model, params, sequences, settings, skip_first=args.skip_first,
+                            skip_last=args.skip_last)
+    results = reports.with_progress(
+        _save_frames(results, settings, partials[-1] if frames_dir else None, frames_dir),
+        sum(s.num_frames for s in sequences), len(settings))
+    summaries = summarize(results, settings, skip_first=args.skip_first,
                           skip_last=args.skip_last)
-  results = reports.with_progress(_save_frames(results, settings, args.save_frames),
-                                  sum(s.num_frames for s in sequences), len(settings))
-  summaries = summarize(results, settings, skip_first=args.skip_first,
-                        skip_last=args.skip_last)
-  summary = summaries[primary]
-  for line in reports.unscored_warnings(summary, args.skip_first, args.skip_last):
-    print(line, file=sys.stderr)
+    summary = summaries[primary]
+    for line in reports.unscored_warnings(summary, args.skip_first, args.skip_last):
+      print(line, file=sys.stderr)
+    reports.write_results(summary, partials[0], model.name, _scored(args, step),
+                          shown_dir=out)
+    if args.sweep:
+      sizes = [image_io.read_image_size(s.blur_paths[0]) for s in sequences]
+      try:
+        sweep_paths = plots.write_sweep(summaries, partials[0], model.name, frame_sizes=sizes)
+      except OSError as e:
+        raise outputs.write_error(out, e, "write the sweep's figures into") from None
+    if frames_dir is not None:
+      _move_into_place(partials.pop(), frames_dir, replace_frames)
+    _move_into_place(partials.pop(), out, replace_out)
+  finally:
+    for partial in partials:
+      shutil.rmtree(partial, ignore_errors=True)
+  print(reports.format_sequence_table(summary))
   print(reports.format_table(summary, model.name))
   print(f"{summary.frames_per_second:.2f} frames/s (streaming, compile excluded)")
-  reports.write_results(summary, out, model.name)
   print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / 'frames.csv'}")
+  if frames_dir is not None:
+    print(f"frames: {frames_dir}")
   if args.sweep:
-    sizes = [image_io.read_image_size(s.blur_paths[0]) for s in sequences]
     print(reports.format_sweep_table(summaries, model.name))
-    paths = plots.write_sweep(summaries, out, model.name, frame_sizes=sizes)
-    print("sweep: " + ", ".join(str(p) for p in paths))
+    print("sweep: " + ", ".join(str(out / Path(p).name) for p in sweep_paths))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

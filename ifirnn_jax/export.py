@@ -7,13 +7,28 @@ layouts (load it with `ifr.load_model`, or into a PyTorch module of the spec).
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from safetensors import SafetensorError
+
 from data_pipeline import console, outputs, termination
 from data_pipeline.errors import DataError
 from ifirnn_jax import checkpoint, weights
+
+
+def _safetensors_error(out: Path, error: Exception) -> DataError:
+  """SafetensorError carries the OS error only as text (e.g. "No space left on device
+  (os error 28)"): turned into the message an OSError would give."""
+  text = " ".join(str(error).split())
+  code = re.search(r"os error (\d+)", text)
+  if code:
+    number = int(code.group(1))
+    return outputs.write_error(out, OSError(number, os.strerror(number)))
+  return DataError(f"{out}: cannot write the weight file ({text})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,12 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   out = Path(args.out)
-  if out.exists() and not args.overwrite:
-    print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
-    return 2
-  try:
+  try:  # everything about --out is checked before anything is read or written
     outputs.check_not_input(out, [args.workdir], flag="--out")
-    if out.exists():  # --overwrite replaces only a weight file
+    if out.suffix.lower() != ".safetensors":
+      raise DataError(f"{out}: --out must be a .safetensors file")
+    outputs.check_parent(out)
+    outputs.refuse_existing(out, args.overwrite)
+    if outputs.exists(out):  # --overwrite replaces only a weight file
       outputs.check_replaceable_file(out, "weight", (".safetensors",))
     with termination.sigterm_as_interrupt():  # the partial file is removed either way
       model, params = checkpoint.load_checkpoint(args.workdir, args.step, best=args.best)
@@ -50,8 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   except (checkpoint.CheckpointError, DataError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  except OSError as e:
-    print(f"error: {out}: cannot write the weight file ({e.strerror or e})", file=sys.stderr)
+  except OSError as e:  # a full disk, a name too long, a read-only folder, ...
+    print(f"error: {outputs.write_error(out, e)}", file=sys.stderr)
+    return 2
+  except SafetensorError as e:  # the safetensors writer's own I/O errors
+    print(f"error: {_safetensors_error(out, e)}", file=sys.stderr)
     return 2
   print(f"wrote {model.name} ({model.architecture()}) to {out}")
   return 0

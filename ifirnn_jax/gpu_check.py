@@ -94,15 +94,17 @@ def _stage_commands(small: bool, out: Path, torch: bool) -> dict[str, list[str]]
   commands = {}
   for dtype in COMPUTE_DTYPES:
     commands[f"inference_{dtype}"] = python + infer + [
-        "--dtype", dtype, "--out", str(out / f"inference_{dtype}.json")]
+        "--dtype", dtype, "--out", str(out / f"inference_{dtype}.json"), "--overwrite"]
     commands[f"train_step_{dtype}"] = python + step + [
-        "--dtype", dtype, "--out", str(out / f"train_step_{dtype}.json")]
+        "--dtype", dtype, "--out", str(out / f"train_step_{dtype}.json"), "--overwrite"]
   commands["train_step_remat"] = python + step + [
-      "--dtype", "float32", "--remat", "--out", str(out / "train_step_remat.json")]
+      "--dtype", "float32", "--remat", "--out", str(out / "train_step_remat.json"),
+      "--overwrite"]
   workdir = str(out / "train_workdir")
   commands["train"] = python + ["-m", "ifirnn_jax.train", *train, "--workdir", workdir]
   commands["train_evaluation"] = python + ["-m", "ifirnn_jax.evaluate", "--workdir", workdir,
-                                           *evaluate, "--out", str(out / "train_evaluation")]
+                                           *evaluate, "--out", str(out / "train_evaluation"),
+                                           "--overwrite"]
   return commands
 
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from data_pipeline import files, image_io
+from data_pipeline import files, image_io, outputs
 from data_pipeline.console import plural
 from data_pipeline.files import Progress
 from ifirnn_jax import labels, metrics
@@ -74,6 +74,18 @@ def format_table(summary: EvalSummary, model_name: str) -> str:
   return "\n".join(lines)
 
 
+def format_sequence_table(summary: EvalSummary) -> str:
+  """One row per scored sequence: frames, PSNR (dB) and SSIM of the blurry input and the
+  model, and the PSNR gain."""
+  lines = [f"{'sequence':28s} {'frames':>6s} {'blurry PSNR':>11s} {'PSNR (dB)':>10s} "
+           f"{'gain':>7s} {'blurry SSIM':>11s} {'SSIM':>8s}"]
+  for row in summary.sequences:
+    lines.append(f"{row['sequence']:28s} {row['frames']:6d} {row['blurry_psnr']:11.2f} "
+                 f"{row['psnr']:10.2f} {row['psnr'] - row['blurry_psnr']:+7.2f} "
+                 f"{row['blurry_ssim']:11.4f} {row['ssim']:8.4f}")
+  return "\n".join(lines)
+
+
 def csv_text(fields: list[str], rows: Iterable[Mapping[str, Any]]) -> str:
   """CSV with a header line; keys of `rows` not in `fields` are left out."""
   buffer = io.StringIO()
@@ -83,20 +95,39 @@ def csv_text(fields: list[str], rows: Iterable[Mapping[str, Any]]) -> str:
   return buffer.getvalue()
 
 
-def write_results(summary: EvalSummary, out_dir: str | os.PathLike, model_name: str) -> Path:
+# The files `write_results` writes.
+RESULT_FILES = ("results.json", "results.csv", "frames.csv")
+
+
+def write_results(summary: EvalSummary, out_dir: str | os.PathLike, model_name: str,
+                  scored: Mapping[str, Any] | None = None,
+                  shown_dir: str | os.PathLike | None = None) -> Path:
   """<out_dir>/results.json, results.csv (per sequence + overall) and frames.csv (per
-  scored frame), each written atomically."""
+  scored frame), each written atomically.
+
+  `scored` (e.g. the weight file or workdir and step) goes into results.json. A failed
+  write raises DataError naming the file, in `shown_dir` (where the files are meant to
+  end up when `out_dir` is a temporary folder) if given.
+  """
   out_dir = Path(out_dir)
-  files.write_text_atomic(out_dir / "results.json",
-                json.dumps(dict(model=model_name, **summary.as_dict()), indent=2))
+  shown = Path(shown_dir) if shown_dir is not None else out_dir
+
+  def put(name: str, text: str) -> None:
+    try:
+      files.write_text_atomic(out_dir / name, text)
+    except OSError as e:
+      raise outputs.write_error(shown / name, e) from None
+
+  put("results.json", json.dumps(dict(model=model_name, **(scored or {}),
+                                      **summary.as_dict()), indent=2))
   fields = ["sequence", "frames", "psnr", "ssim", "blurry_psnr", "blurry_ssim",
             "mean_iterations"]
   overall = dict(sequence="ALL", frames=summary.frames, psnr=summary.psnr,
                  ssim=summary.ssim, blurry_psnr=summary.blurry_psnr,
                  blurry_ssim=summary.blurry_ssim, mean_iterations=summary.mean_iterations)
-  files.write_text_atomic(out_dir / "results.csv", csv_text(fields, [*summary.sequences, overall]))
+  put("results.csv", csv_text(fields, [*summary.sequences, overall]))
   if summary.frame_rows:
-    files.write_text_atomic(out_dir / "frames.csv", csv_text(
+    put("frames.csv", csv_text(
         ["sequence", "frame", "psnr", "ssim", "blurry_psnr", "blurry_ssim", "iterations"],
         summary.frame_rows))
   return out_dir

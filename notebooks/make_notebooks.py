@@ -553,7 +553,7 @@ REPRODUCE = [
     ("code", _src('''
         eval_dir = WORKDIR / "eval_paper_protocol"
         run_module("ifirnn_jax.evaluate", "--workdir", WORKDIR, "--data", DATA,
-                   "--out", eval_dir)
+                   "--out", eval_dir, "--overwrite")
         ours = json.loads((eval_dir / "results.json").read_text())
         display(Markdown("\\n".join([
             f"**{ours['model']} on {'the toy data (TINY: not comparable)' if TINY else DATA}**, "
@@ -582,7 +582,7 @@ REPRODUCE = [
           max_n = default_config.model_fields(config.model.name)["iterations"]
         sweep_flags = ["--max-iterations", max_n] if max_n else []
         run_module("ifirnn_jax.evaluate", "--workdir", WORKDIR, "--data", DATA, "--sweep",
-                   *sweep_flags, "--out", sweep_dir)
+                   *sweep_flags, "--out", sweep_dir, "--overwrite")
         for name in ("fig4_best_iterations.png", "fig5_psnr_time.png"):
           print(sweep_dir / name)
           display(Image(filename=str(sweep_dir / name)))

@@ -134,7 +134,7 @@ def test_bad_inputs_exit_2_with_one_message(setup, capsys):
       (["--input", clip, "--output", root / "bad4.mp4", "--weights", other],
        "not an IFI-RNN weight file"),
       (["--input", clip, "--output", blocker / "bad5.mp4", "--weights", weights],
-       f"{blocker / 'bad5.mp4'}: cannot write here"),
+       f"{blocker / 'bad5.mp4'}: cannot be created: {blocker} is a file, not a folder"),
       (["--input", clip, "--output", root / "bad6.mp4", "--weights", weights, "--iterations", 0],
        "--iterations must be in 1..64, got 0"),
       (["--input", clip, "--output", root / "bad7.mp4", "--weights", weights,

@@ -111,13 +111,16 @@ def test_synthesize_read_only_out_is_one_error(tmp_path, monkeypatch, capsys):
 
 # ----------------------------------------------------------------------------- item 5
 def test_stale_partial_files_of_the_same_output_are_removed(tmp_path):
-  stale = tmp_path / ".out.partial-abc123.mp4"
+  import subprocess
+  gone = subprocess.Popen(["true"])
+  gone.wait()  # a process that was and is no more: its leftovers are stale
+  stale = tmp_path / f".out.mp4.partial-{gone.pid}-abc123.mp4"
   stale.write_bytes(b"x" * 100)
-  other = tmp_path / ".other.partial-abc123.mp4"
+  other = tmp_path / f".other.mp4.partial-{gone.pid}-abc123.mp4"
   other.write_bytes(b"y")
   _write_video(tmp_path / "out.mp4", count=2)
   assert not stale.exists() and other.exists()
-  assert sorted(p.name for p in tmp_path.iterdir()) == [".other.partial-abc123.mp4", "out.mp4"]
+  assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "out.mp4"]
 
 
 def test_sigterm_in_deblur_leaves_no_partial_file(tmp_path, tiny, monkeypatch, capsys):

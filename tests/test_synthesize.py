@@ -151,7 +151,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, real_frames, capsys)
   (out / "clip").mkdir(parents=True)
   (out / "clip" / "precious.txt").write_text("keep me")
   err = _error_run(capsys, ["--frames", frames_dir, "--average", 7, "--out", out])
-  assert "not empty" in err and "--overwrite" in err
+  assert "already exists" in err and "--overwrite" in err
   assert (out / "clip" / "precious.txt").read_text() == "keep me"
   # --overwrite replaces only what synthesize wrote: not a folder with other files.
   err = _error_run(capsys, ["--frames", frames_dir, "--average", 7, "--out", out,

@@ -197,7 +197,8 @@ def test_empty_folder_and_mixed_sizes(tmp_path, real_frames):
 def test_unwritable_output(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("a file, not a folder")
-  with pytest.raises(DataError, match=f"{blocker / 'out.mp4'}: cannot write here"):
+  with pytest.raises(DataError, match=f"{blocker / 'out.mp4'}: cannot be created: {blocker} "
+                     f"is a file, not a folder"):
     FrameSink(blocker / "out.mp4", fps=15)
   with pytest.raises(DataError, match="output must be a video file"):
     FrameSink(tmp_path / "out.txt")

@@ -10,12 +10,14 @@ import argparse
 import dataclasses
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import jax
 
-from data_pipeline import console, files
+from data_pipeline import console, files, outputs
+from data_pipeline.errors import DataError
 from ifirnn_jax import cpu_devices
 from ifirnn_jax.benchmark.inference import run_inference
 from ifirnn_jax.benchmark.memory import MEMORY_LENGTHS, run_memory
@@ -114,7 +116,27 @@ def build_parser() -> argparse.ArgumentParser:
                  help="--data: decode every frame once into memory (as configs/demo.py does)")
   p.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
   p.add_argument("--out", default="benchmark.json", help="JSON results (written atomically)")
+  p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
   return p
+
+
+def check_out(path: str | os.PathLike, overwrite: bool) -> None:
+  """Refuses, before anything runs, an --out that exists (without `overwrite`), is a
+  folder, or cannot be written (its folder read-only, or not a folder)."""
+  out = Path(path)
+  try:
+    if out.is_dir():
+      raise BenchmarkError(f"{out}: --out is a folder; give a file name, e.g. "
+                           f"{out / 'benchmark.json'}")
+    outputs.check_parent(out)
+    outputs.refuse_existing(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out.parent):  # a file can be written beside it
+      pass
+  except DataError as e:
+    raise BenchmarkError(str(e)) from None
+  except OSError as e:
+    raise BenchmarkError(str(outputs.write_error(out, e))) from None
 
 
 def _cpu_devices(args: argparse.Namespace, platform: str) -> int:
@@ -219,6 +241,11 @@ def run(settings: Settings) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
+  try:
+    check_out(args.out, args.overwrite)
+  except BenchmarkError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   if args.mode == "memory":
     try:
       report = run_memory(args)
