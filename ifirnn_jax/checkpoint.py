@@ -54,11 +54,23 @@ def _manager(directory: Path, *, max_to_keep: int | None = None, best: bool = Fa
   return ocp.CheckpointManager(directory.resolve(), options=options)
 
 
+class _NoWriterThreadTracebacks(py_logging.Filter):
+  """Drops Orbax's error records (with tracebacks) from its writer threads: the failure
+  of a save reaches the main thread, where `_save_errors` reports it in one line."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return not ("/orbax/" in record.pathname and record.levelno >= py_logging.ERROR)
+
+
+_NO_WRITER_THREAD_TRACEBACKS = _NoWriterThreadTracebacks()
+
+
 class RunCheckpoints:
   """The periodic and best-PSNR checkpoint managers of one training run."""
 
   def __init__(self, workdir: str | os.PathLike, keep: int):
     self.workdir = Path(workdir)
+    py_logging.getLogger("absl").addFilter(_NO_WRITER_THREAD_TRACEBACKS)  # once: a set
     try:
       self.periodic = _manager(self.workdir / "checkpoints", max_to_keep=keep)
       self.best = _manager(self.workdir / "best", max_to_keep=1, best=True)
@@ -156,6 +168,9 @@ def _save_errors(directory: Path, step: int | None) -> Iterator[None]:
     errno_error = e if isinstance(e, OSError) else next(
         (c for c in _causes(e) if isinstance(c, OSError)), None)
     reason = errno_error.strerror if errno_error and errno_error.strerror else _reason(e)
+    code = re.search(r"os_error_code='(\d+)'", "".join(str(c) for c in _causes(e)))
+    if errno_error is None and code:  # TensorStore's errors carry the errno in their text
+      reason = os.strerror(int(code.group(1)))
     complete = [s for s in complete_steps(directory) if s != step]
     kept = (f"the last complete checkpoint there is step {complete[-1]}" if complete
             else "no checkpoint there was complete before it")

@@ -18,6 +18,7 @@ functions of (seed, k), so a restarted run continues bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -256,12 +257,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   # Process 0 locks it and checks the config before anything is written there (the event
   # file, Orbax's managers, which clean temporary folders as soon as they exist).
   lock, changes = _own_workdir(workdir_path, config, allow_config_change, is_main)
-  try:
-    return _train_in(config, workdir_path, num_steps, train_sequences, eval_sequences,
-                     cpu_device_count, changes)
-  finally:
+  with contextlib.ExitStack() as cleanup:
     if lock is not None:
-      lock.release()
+      cleanup.callback(lock.release)
+    return _train_in(config, workdir_path, num_steps, train_sequences, eval_sequences,
+                     cpu_device_count, changes, cleanup)
 
 
 def _own_workdir(workdir_path: Path, config: ml_collections.ConfigDict,
@@ -295,8 +295,9 @@ def _own_workdir(workdir_path: Path, config: ml_collections.ConfigDict,
 
 def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: int,
               train_sequences: list, eval_sequences: list, cpu_device_count: int,
-              changes: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
-  """train_and_evaluate once the workdir is this run's."""
+              changes: dict[str, tuple[Any, Any]],
+              cleanup: contextlib.ExitStack) -> dict[str, Any]:
+  """train_and_evaluate once the workdir is this run's (`cleanup`: run at its end)."""
   workdir = str(workdir_path)
   is_main = jax.process_index() == 0
 
@@ -307,6 +308,7 @@ def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: 
   logging.info("Training input: %s", loader)
   writer = writers.create_writer(workdir, just_logging=not is_main,
                                  use_tensorflow=use_tensorflow)
+  cleanup.callback(writer.close_quietly)  # on any way out (a full disk: no traceback)
 
   # ---------------------------------------------------------------- mesh
   mesh = data_mesh(cpu_devices.training_devices(cpu_device_count))

@@ -124,6 +124,13 @@ class Guarded:
   def close(self) -> None:
     self._call("close", None)
 
+  def close_quietly(self) -> None:
+    """Closes the writer; after a failure (one already reported), drops what is left."""
+    try:
+      self.close()
+    except WriteError:
+      pass
+
 
 def _causes(error: BaseException):
   seen = set()
