@@ -53,21 +53,14 @@ def _hold_lock(path):
 
 
 def test_a_second_run_is_refused_while_the_first_lives_and_not_after_kill_9(tmp_path, gopro):
+  """The command's side (one error line, status 2, on every process): test_train.py."""
   work = tmp_path / "w"
   child = _hold_lock(work)
   try:
-    # The command: one error line naming the holder, status 2, nothing written.
-    result = subprocess.run(
-        [sys.executable, "-m", "ifirnn_jax.train", "--config", "configs/demo.py:tiny",
-         f"--config.data.root={gopro}", "--config.data.make_default_if_missing=False",
-         "--config.data.blur_dir=blur", "--workdir", str(work)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, JAX_PLATFORMS="cpu"))
-    assert result.returncode == 2, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and f"process {child.pid} " in lines[0], result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    assert sorted(p.name for p in work.iterdir()) == [workdir.LOCK_FILE]
+    with pytest.raises(workdir.WorkdirError) as refused:
+      train.train_and_evaluate(_config(gopro), str(work))
+    assert f"in use by training process {child.pid} " in str(refused.value)
+    assert sorted(p.name for p in work.iterdir()) == [workdir.LOCK_FILE]  # nothing written
   finally:
     child.kill()  # SIGKILL: the kernel drops its lock
     child.wait()
