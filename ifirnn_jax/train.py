@@ -438,14 +438,15 @@ def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: 
         e, f"the last complete checkpoint is step {latest} in {workdir_path / 'checkpoints'}; "
         "run the same command to resume" if latest is not None
         else "no checkpoint was saved yet") from None
-  checkpoints.wait()
-  checkpoints.close()
-  writer.flush()
-
-  # ---------------------------------------------------------------- final evaluation
-  if not config.final_eval:
-    return {}
   try:
+    with termination.deferred_interrupts():  # the last saves finish first
+      checkpoints.wait()
+      checkpoints.close()
+      writer.flush()
+
+    # -------------------------------------------------------------- final evaluation
+    if not config.final_eval:
+      return {}
     return _final_evaluation(config, workdir_path, model, state.params, eval_sequences)
   except KeyboardInterrupt as e:
     raise Interrupted(e, f"training is complete (checkpoints in {workdir_path / 'checkpoints'})"
