@@ -1,7 +1,9 @@
 """Orbax checkpoints of a training run, and loading a trained model from its workdir.
 
 Layout of a workdir:
+  workdir.lock           marks the workdir; held by the training run (workdir.py)
   config.json            the run's full config (written once, atomically)
+  config_history.jsonl   the config changes of later starts (workdir.py)
   checkpoints/<step>/    the last `keep_checkpoints` training states (params, Adam, step)
   best/<step>/           the parameters with the best validation PSNR so far
 Each checkpoint also holds the model's architecture as JSON, so it is self-describing.

@@ -3,8 +3,8 @@
 Reads top to bottom as the recipe (flax examples/imagenet, big_vision): the optimizer,
 the pure `train_step`, `make_train_step` (it jitted over the device mesh: the step that
 `python -m ifirnn_jax.benchmark --mode train` times too), then `train_and_evaluate` in
-banner-separated sections: logging, mesh, data, model and optimizer, checkpoints (exact
-resume), loop, final evaluation.
+banner-separated sections: data, the workdir (its lock and config, workdir.py), logging,
+mesh, model and optimizer, checkpoints (exact resume), loop, final evaluation.
 
 Data parallel: one `jax.jit` step over a device Mesh with the batch sharded on the
 'data' axis (NamedSharding), 1 to N devices with no code change; several hosts through
