@@ -141,6 +141,11 @@ def test_a_folder_that_is_not_a_workdir_is_refused(tmp_path, gopro):
   started = tmp_path / "started"
   workdir.claim(started).release()
   workdir.claim(started).release()
+  # A workdir of an older version (config.json beside checkpoints/, no lock file) resumes.
+  older = tmp_path / "older"
+  (older / "checkpoints" / "2").mkdir(parents=True)
+  (older / "config.json").write_text("{}")
+  workdir.claim(older).release()
 
 
 @pytest.mark.parametrize("changes,field", [
@@ -239,6 +244,15 @@ def test_load_checkpoint_takes_numeric_steps_and_reads_past_a_removed_one(
     loaded, got = ifr.load_checkpoint(tmp_path / "w")
   assert any("using checkpoint step 6" in r.getMessage() for r in caplog.records)
   assert "damaged" not in caplog.text
+  # A step asked for by number is not swapped for another: the error says what happened.
+  def removing(manager, directory, step, overrides):
+    import shutil
+    shutil.rmtree(directory / str(step))
+    return real(manager, directory, step, overrides)
+  monkeypatch.setattr(checkpoint, "_read", removing)
+  with pytest.raises(ifr.CheckpointError, match=r"checkpoints/6: removed while being read.*"
+                     r"\[2\]"):
+    ifr.load_checkpoint(tmp_path / "w", step=6)
 
 
 def test_damaged_checkpoint_messages_have_no_method_reprs():
