@@ -5,10 +5,8 @@ import errno
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -19,8 +17,8 @@ from data_pipeline import termination
 from data_pipeline.errors import DataError
 from data_pipeline.files import write_json_atomic
 from ifirnn_jax import checkpoint, default_config, train, workdir, writers
-from tiny_models import tiny_params
 import data_trees
+from tiny_models import tiny_params
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(cells=1, iterations=1, n1=4, n2=4, n3=4, nh=4, num_resblocks=1)
@@ -33,8 +31,10 @@ def gopro(tmp_path_factory):
 
 def _config(root, **changes):
   """The demo's tiny config on the 24x32 GOPRO tree, numpy loader, one device."""
-  sys.path.insert(0, str(ROOT / "configs"))
-  import demo
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("demo_config", ROOT / "configs" / "demo.py")
+  demo = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(demo)
   config = demo.get_config("tiny")
   config.data.update(root=str(root), make_default_if_missing=False, blur_dir="blur",
                      loader="numpy")
