@@ -286,7 +286,7 @@ def _read(manager: ocp.CheckpointManager, directory: Path, step: int,
   """The model and params of checkpoint `step`."""
   description = _restore_description(manager, directory, step)
   fields = {k: v for k, v in description.items() if k not in RUNTIME_FIELDS}
-  fields.update(overrides)
+  fields.update({k: int(v) if isinstance(v, np.integer) else v for k, v in overrides.items()})
   try:
     model = IFIRNN.from_fields(fields)
   except (TypeError, ValueError) as e:
