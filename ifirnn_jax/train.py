@@ -235,17 +235,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   cpu_devices.request_cpu_devices(cpu_device_count)
   default_config.validate(config, jax.process_count())
   num_steps = default_config.num_train_steps(config)
-  is_main = jax.process_index() == 0
 
   # ---------------------------------------------------------------- data (made first,
   # so bad paths and bad files fail before anything is compiled or written)
   if config.data.make_default_if_missing:
     from data_pipeline import default_data
-    if is_main:
-      default_data.ensure_default_dataset(config.data.root, **config.data.default_data)
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-      multihost_utils.sync_global_devices("default data ready")
+    _on_process_0(lambda: default_data.ensure_default_dataset(config.data.root,
+                                                               **config.data.default_data),
+                  f"config.data.root {config.data.root}")
   train_sequences = _sequences(config, config.data.train_split, config.clip_length)
   eval_sequences = _sequences(config, config.data.eval_split)
   clip_sampler.check_train_inputs(
@@ -256,7 +253,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   # ---------------------------------------------------------------- the workdir
   # Process 0 locks it and checks the config before anything is written there (the event
   # file, Orbax's managers, which clean temporary folders as soon as they exist).
-  lock, changes = _own_workdir(workdir_path, config, allow_config_change, is_main)
+  lock, changes = _own_workdir(workdir_path, config, allow_config_change)
   with contextlib.ExitStack() as cleanup:
     if lock is not None:
       cleanup.callback(lock.release)
@@ -264,33 +261,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                      cpu_device_count, changes, cleanup)
 
 
-def _own_workdir(workdir_path: Path, config: ml_collections.ConfigDict,
-                 allow_config_change: bool, is_main: bool
-                 ) -> tuple[run_dir.Lock | None, dict[str, tuple[Any, Any]]]:
-  """Process 0's lock and config changes; every process learns process 0's verdict
-  before any of them goes on, so a refused run stops on all of them."""
-  lock, changes, refusal = None, {}, None
-  if is_main:
+def _on_process_0(work: Callable[[], Any], what: str) -> Any:
+  """`work()` on process 0 only; every process learns whether it failed before any goes
+  on, so a failure stops all of them instead of leaving the others in a barrier."""
+  result, error = None, None
+  if jax.process_index() == 0:
     try:
-      lock = run_dir.claim(workdir_path)
-      changes = run_dir.config_changes(workdir_path, config.to_dict(), allow_config_change)
-    except run_dir.WorkdirError as e:
-      refusal = e
-    except BaseException:
-      if lock is not None:
-        lock.release()
-      raise
+      result = work()
+    except Exception as e:  # raised below, once the others know
+      error = e
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
-    refused = bool(multihost_utils.broadcast_one_to_all(np.int32(refusal is not None)))
-    if refused and refusal is None:
-      refusal = run_dir.WorkdirError(f"--workdir {workdir_path}: refused by process 0 "
-                                     "(its error says why)")
-  if refusal is not None:
-    if lock is not None:
+    failed = bool(multihost_utils.broadcast_one_to_all(np.int32(error is not None)))
+    if failed and error is None:
+      error = TrainingError(f"{what}: refused by process 0 (its error says why)")
+  if error is not None:
+    raise error
+  return result
+
+
+def _own_workdir(workdir_path: Path, config: ml_collections.ConfigDict,
+                 allow_config_change: bool
+                 ) -> tuple[run_dir.Lock | None, dict[str, tuple[Any, Any]]]:
+  """Process 0's lock and config changes, known to every process before any goes on."""
+
+  def own():
+    lock = run_dir.claim(workdir_path)
+    try:
+      return lock, run_dir.config_changes(workdir_path, config.to_dict(), allow_config_change)
+    except BaseException:
       lock.release()
-    raise refusal
-  return lock, changes
+      raise
+  owned = _on_process_0(own, f"--workdir {workdir_path}")
+  return owned if owned is not None else (None, {})
 
 
 def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: int,
