@@ -400,6 +400,30 @@ def is_complete(root: str | os.PathLike[str], spec: DatasetSpec | None = None) -
   return True
 
 
+def _not_generated(root: Path, marker: dict) -> list[str]:
+  """Paths (relative to `root`, sorted) of the files and folders under `root` that its
+  `marker` does not list as the generator's: ones a user added."""
+  made = {MARKER}
+  try:
+    for split, sequences in marker["sequences"].items():
+      made.add(split)
+      for name, info in sequences.items():
+        made.add(f"{split}/{name}")
+        for folder in synthesize.OUTPUT_DIRS:
+          made.add(f"{split}/{name}/{folder}")
+          made.update(f"{split}/{name}/{folder}/{i:06d}.png" for i in range(info["frames"]))
+  except (KeyError, TypeError, AttributeError):
+    made = {MARKER}  # a marker that lists nothing: only the marker is the generator's
+  added = []
+  for folder, dirs, names in os.walk(root):
+    for entry in dirs + names:
+      relative = (Path(folder) / entry).relative_to(root).as_posix()
+      if relative not in made:
+        added.append(relative)
+    dirs[:] = [d for d in dirs if (Path(folder) / d).relative_to(root).as_posix() in made]
+  return sorted(added, key=files.natural_sort_key)
+
+
 def _spec(seed: int, parameters: dict[str, int]) -> DatasetSpec:
   unknown = set(parameters) - {f.name for f in dataclasses.fields(DatasetSpec)}
   if unknown:
@@ -468,8 +492,9 @@ def ensure_default_dataset(out_dir: str | os.PathLike[str], *, seed: int = 0,
 
   A complete dataset of this generator version and these parameters is left
   as it is. An incomplete or outdated one (its marker file present) is
-  rebuilt; a non-empty folder without a marker is not a default dataset and
-  is never touched.
+  rebuilt, unless it holds files its marker does not list (ones a user added):
+  then nothing is touched and DataError names them. A non-empty folder without
+  a marker is not a default dataset and is never touched.
 
   Raises:
     DataError: if `out_dir` holds something else, or for bad parameters.
@@ -478,10 +503,17 @@ def ensure_default_dataset(out_dir: str | os.PathLike[str], *, seed: int = 0,
   spec = _spec(seed, parameters)
   if is_complete(out, spec):
     return out
-  ours = read_marker(out) is not None
-  if out.is_dir() and any(out.iterdir()) and not ours:
+  marker = read_marker(out)
+  if out.is_dir() and any(out.iterdir()) and marker is None:
     raise DataError(f"{out} is not empty and is not a default dataset (no {MARKER}); "
                     f"remove it or choose another folder")
+  added = _not_generated(out, marker) if marker is not None else []
+  if added:
+    shown = ", ".join(added[:3]) + (f" and {len(added) - 3} more" if len(added) > 3 else "")
+    raise DataError(f"{out}: the default dataset there must be rebuilt (other parameters, "
+                    f"or generated files missing), but it also holds files the generator "
+                    f"did not make ({shown}); move them out, or choose another "
+                    f"config.data.root")
   return make_default_dataset(out, seed=seed, overwrite=True, progress=progress, **parameters)
 
 

@@ -1,7 +1,9 @@
 """Orbax checkpoints of a training run, and loading a trained model from its workdir.
 
 Layout of a workdir:
+  workdir.lock           marks the workdir; held by the training run (workdir.py)
   config.json            the run's full config (written once, atomically)
+  config_history.jsonl   the config changes of later starts (workdir.py)
   checkpoints/<step>/    the last `keep_checkpoints` training states (params, Adam, step)
   best/<step>/           the parameters with the best validation PSNR so far
 Each checkpoint also holds the model's architecture as JSON, so it is self-describing.
@@ -14,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import logging as py_logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -52,11 +56,23 @@ def _manager(directory: Path, *, max_to_keep: int | None = None, best: bool = Fa
   return ocp.CheckpointManager(directory.resolve(), options=options)
 
 
+class _NoWriterThreadTracebacks(py_logging.Filter):
+  """Drops Orbax's error records (with tracebacks) from its writer threads: the failure
+  of a save reaches the main thread, where `_save_errors` reports it in one line."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return not ("/orbax/" in record.pathname and record.levelno >= py_logging.ERROR)
+
+
+_NO_WRITER_THREAD_TRACEBACKS = _NoWriterThreadTracebacks()
+
+
 class RunCheckpoints:
   """The periodic and best-PSNR checkpoint managers of one training run."""
 
   def __init__(self, workdir: str | os.PathLike, keep: int):
     self.workdir = Path(workdir)
+    py_logging.getLogger("absl").addFilter(_NO_WRITER_THREAD_TRACEBACKS)  # once: a set
     try:
       self.periodic = _manager(self.workdir / "checkpoints", max_to_keep=keep)
       self.best = _manager(self.workdir / "best", max_to_keep=1, best=True)
@@ -64,18 +80,33 @@ class RunCheckpoints:
       raise CheckpointError(f"{self.workdir}: cannot hold checkpoints "
                             f"({e.strerror or _reason(e)})") from None
 
+    # The step each manager is saving in the background: a failure found later (at the
+    # next save, or at `wait`) is that step's.
+    self._pending: dict[str, int | None] = {"checkpoints": None, "best": None}
+
   def latest_step(self) -> int | None:
     return self.periodic.latest_step()
 
+  def _finish(self, name: str) -> None:
+    """Waits for manager `name`'s save in progress; a failure names its step."""
+    manager = self.periodic if name == "checkpoints" else self.best
+    with _save_errors(self.workdir / name, self._pending[name]):
+      manager.wait_until_finished()
+    self._pending[name] = None
+
   def save(self, step: int, params: Params, train: Any, model: IFIRNN) -> None:
     """`train` is the rest of the training state (step, optimizer state)."""
+    self._finish("checkpoints")
     with _save_errors(self.workdir / "checkpoints", step):
+      self._pending["checkpoints"] = step
       self.periodic.save(step, args=ocp.args.Composite(
           params=ocp.args.StandardSave(params), train=ocp.args.StandardSave(train),
           model=ocp.args.JsonSave(_model_json(model))))
 
   def save_best(self, step: int, params: Params, model: IFIRNN, psnr: float) -> None:
+    self._finish("best")
     with _save_errors(self.workdir / "best", step):
+      self._pending["best"] = step
       self.best.save(step, args=ocp.args.Composite(
           params=ocp.args.StandardSave(params), model=ocp.args.JsonSave(_model_json(model))),
                      metrics={"psnr": float(psnr)})
@@ -121,9 +152,8 @@ class RunCheckpoints:
     return restored["params"], restored["train"]
 
   def wait(self) -> None:
-    with _save_errors(self.workdir, None):
-      self.periodic.wait_until_finished()
-      self.best.wait_until_finished()
+    self._finish("checkpoints")
+    self._finish("best")
 
   def close(self) -> None:
     self.periodic.close()
@@ -140,8 +170,22 @@ def _save_errors(directory: Path, step: int | None) -> Iterator[None]:
     errno_error = e if isinstance(e, OSError) else next(
         (c for c in _causes(e) if isinstance(c, OSError)), None)
     reason = errno_error.strerror if errno_error and errno_error.strerror else _reason(e)
-    raise CheckpointError(f"{directory}: cannot save {what} ({reason}); the checkpoints "
-                          f"saved before it are complete") from None
+    code = re.search(r"os_error_code='(\d+)'", "".join(str(c) for c in _causes(e)))
+    if errno_error is None and code:  # TensorStore's errors carry the errno in their text
+      reason = os.strerror(int(code.group(1)))
+    complete = [s for s in complete_steps(directory) if s != step]
+    kept = (f"the last complete checkpoint there is step {complete[-1]}" if complete
+            else "no checkpoint there was complete before it")
+    raise CheckpointError(f"{directory}: cannot save {what} ({reason}); {kept}") from None
+
+
+def complete_steps(directory: Path) -> list[int]:
+  """The steps of the complete checkpoints in `directory` (Orbax renames a checkpoint's
+  temporary folder to its step once it is complete), in increasing order."""
+  try:
+    return sorted(int(p.name) for p in Path(directory).iterdir() if p.name.isdigit())
+  except OSError:
+    return []
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:
@@ -167,53 +211,97 @@ def _model_json(model: IFIRNN) -> dict[str, Any]:
   return model.description()
 
 
-def load_checkpoint(workdir: str | os.PathLike, step: int | None = None, *,
+def load_checkpoint(workdir: str | os.PathLike, step: int | str | None = None, *,
                     best: bool = False, **overrides: Any) -> tuple[IFIRNN, Params]:
   """(model, params) of a training run: the latest checkpoint, `step`, or the best one.
 
+  `step`: an integer (a numpy integer or a numeric string too). A workdir may be read
+  while it trains: when training's `keep_checkpoints` removes the checkpoint being read,
+  the newest one is read instead (with a warning naming it); one asked for by `step`
+  is then an error.
   `overrides` set run-time model fields (e.g. iterations=4, compute_dtype='bfloat16').
   The params are plain arrays on the default device, ready for `model.deblur`.
   """
   workdir = Path(workdir)
+  step = _step_number(step)
   directory = workdir / ("best" if best else "checkpoints")
   if not directory.is_dir():
     raise CheckpointError(f"{workdir}: no {'best' if best else 'periodic'} checkpoints "
                           f"(no folder {directory})")
-  absl_logger, notice_filter = py_logging.getLogger("absl"), _DropReadOnlyNotice()
-  absl_logger.addFilter(notice_filter)  # orbax logs it through absl for every read-only manager
-  try:
-    manager = _manager(directory, read_only=True)
-  finally:
-    absl_logger.removeFilter(notice_filter)
-  try:
-    steps = manager.all_steps()
-    if not steps:
-      raise CheckpointError(f"{directory}: no complete checkpoint in it")
-    if step is None:
-      step = manager.best_step() if best else manager.latest_step()
-      step = steps[-1] if step is None else step
-    if step not in steps:
-      raise CheckpointError(f"{directory}: no checkpoint at step {step} (have {sorted(steps)})")
-    description = _restore_description(manager, directory, step)
-    fields = {k: v for k, v in description.items() if k not in RUNTIME_FIELDS}
-    fields.update(overrides)
+  tried: list[int] = []
+  while True:
+    absl_logger, notice_filter = py_logging.getLogger("absl"), _DropReadOnlyNotice()
+    absl_logger.addFilter(notice_filter)  # orbax logs it for every read-only manager
     try:
-      model = IFIRNN.from_fields(fields)
-    except (TypeError, ValueError) as e:
-      raise CheckpointError(f"{directory}/{step}: bad model description ({e})") from None
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                            jax.eval_shape(model.init, jax.random.key(0)))
-    _mute_failed_restore_echoes()  # before: the echoes can come before the error does
+      manager = _manager(directory, read_only=True)
+    finally:
+      absl_logger.removeFilter(notice_filter)
     try:
-      params = manager.restore(step, args=ocp.args.Composite(
-          params=ocp.args.StandardRestore(abstract)))["params"]
-    except Exception as e:  # tensorstore raises bare Exceptions for damaged files
-      raise CheckpointError(f"{directory}/{step}: cannot restore the parameters of "
-                            f"{model.name}: the checkpoint is damaged or of another model "
-                            f"({_reason(e)})") from None
-  finally:
-    manager.close()
+      steps = manager.all_steps()
+      if not steps:
+        raise CheckpointError(f"{directory}: no complete checkpoint in it")
+      wanted = step
+      if wanted is None:
+        wanted = manager.best_step() if best else manager.latest_step()
+        wanted = steps[-1] if wanted is None else wanted
+      if wanted not in steps:
+        raise CheckpointError(f"{directory}: no checkpoint at step {wanted} "
+                              f"(have {sorted(steps)})")
+      try:
+        model, params = _read(manager, directory, wanted, overrides)
+      except CheckpointError:
+        if (directory / str(wanted)).exists() or wanted in tried:
+          raise
+        # Removed while being read (a training run keeps only its last checkpoints).
+        if step is not None:
+          raise CheckpointError(
+              f"{directory}/{wanted}: removed while being read (the training run there "
+              f"keeps only its last checkpoints); choose a step of "
+              f"{complete_steps(directory)}") from None
+        tried.append(wanted)
+        logging.warning("%s/%d was removed while being read (training keeps only its last "
+                        "checkpoints): reading the newest one instead", directory, wanted)
+        continue
+    finally:
+      manager.close()
+    if tried:
+      logging.warning("using checkpoint step %d of %s", wanted, directory)
+    return model, params
+
+
+def _step_number(step: Any) -> int | None:
+  """`step` as an int: ints, numpy integers and strings of digits are accepted."""
+  if step is None:
+    return None
+  if isinstance(step, str) and step.strip().isdigit():
+    return int(step)
+  if isinstance(step, (int, np.integer)) and not isinstance(step, bool) and step >= 0:
+    return int(step)
+  raise CheckpointError(f"step must be a checkpoint's step number (an integer >= 0), "
+                        f"got {step!r}")
+
+
+def _read(manager: ocp.CheckpointManager, directory: Path, step: int,
+          overrides: dict[str, Any]) -> tuple[IFIRNN, Params]:
+  """The model and params of checkpoint `step`."""
+  description = _restore_description(manager, directory, step)
+  fields = {k: v for k, v in description.items() if k not in RUNTIME_FIELDS}
+  fields.update({k: int(v) if isinstance(v, np.integer) else v for k, v in overrides.items()})
+  try:
+    model = IFIRNN.from_fields(fields)
+  except (TypeError, ValueError) as e:
+    raise CheckpointError(f"{directory}/{step}: bad model description ({e})") from None
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                          jax.eval_shape(model.init, jax.random.key(0)))
+  _mute_failed_restore_echoes()  # before: the echoes can come before the error does
+  try:
+    params = manager.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(abstract)))["params"]
+  except Exception as e:  # tensorstore raises bare Exceptions for damaged files
+    raise CheckpointError(f"{directory}/{step}: cannot restore the parameters of "
+                          f"{model.name}: the checkpoint is damaged or of another model "
+                          f"({_reason(e)})") from None
   return model, params
 
 
@@ -244,6 +332,9 @@ def _mute_failed_restore_echoes() -> None:
 def _reason(error: BaseException, limit: int = 200) -> str:
   """The first line of an exception's message, at most `limit` characters."""
   text = (str(error).strip() or type(error).__name__).splitlines()[0]
+  # TensorStore's messages end with the repr of a method, not its text.
+  text = re.sub(r"\s*See full TensorStore details: <bound method .*$", "", text)
+  text = re.sub(r"<bound method [^>]*>?", "", text).strip() or type(error).__name__
   return text if len(text) <= limit else text[:limit] + "..."
 
 

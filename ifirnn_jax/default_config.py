@@ -16,7 +16,8 @@ import ml_collections
 from data_pipeline.layouts import LAYOUTS
 from ifirnn_jax import losses
 from ifirnn_jax.cpu_policy import CONV_IMPLS
-from ifirnn_jax.models import COMPUTE_DTYPES, IFIRNN, SPEC_WIDTHS
+from ifirnn_jax.models import (COMPUTE_DTYPES, IFIRNN, MAX_ITERATIONS, MAX_RESBLOCKS, MAX_WIDTH,
+                               SPEC_WIDTHS)
 
 MODEL_NAME = re.compile(r"^C([12])H([1-9]\d*)(-reg)?$")
 
@@ -79,7 +80,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_epochs = 500
   c.lr_halve_every_epochs = 200
   c.train_frames = TRAIN_FRAMES["gopro"]
-  # -1: derived, num_epochs * steps_per_epoch with
+  # -1: derived (the only value <= 0 allowed), num_epochs * steps_per_epoch with
   #     steps_per_epoch = ceil(train_frames / (batch_size * clip_length))   (GOPRO: 44)
   c.num_train_steps = -1
   c.lr_halve_every_steps = -1    # -1: lr_halve_every_epochs * steps_per_epoch
@@ -169,11 +170,17 @@ def check_cpu_devices(c: ml_collections.ConfigDict) -> None:
 
 def validate(c: ml_collections.ConfigDict, process_count: int = 1) -> None:
   """Raises ValueError naming the config field, before anything is compiled."""
-  model_fields(c.model.name)
-  for field in ("n1", "n2", "n3", "nh", "gate_hidden"):
+  iterations = model_fields(c.model.name)["iterations"]
+  if iterations > MAX_ITERATIONS:
+    raise ConfigError(f"config.model.name: {c.model.name} has {iterations} iterations; "
+                      f"at most {MAX_ITERATIONS} are supported")
+  bounds = {name: (1, MAX_WIDTH) for name in ("n1", "n2", "n3", "nh", "gate_hidden")}
+  bounds["num_resblocks"] = (0, MAX_RESBLOCKS)
+  for field, (low, high) in bounds.items():
     value = c.model[field]
-    if not isinstance(value, int) or value < 1:
-      raise ConfigError(f"config.model.{field} must be an integer >= 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+      raise ConfigError(f"config.model.{field} must be an integer in {low}..{high}, "
+                        f"got {value!r}")
   if c.model.conv_impl not in CONV_IMPLS:
     raise ConfigError(f"config.model.conv_impl must be one of {CONV_IMPLS}, "
                       f"got {c.model.conv_impl!r}")
@@ -192,6 +199,15 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1) -> None:
                      "--config.data.root=/data/GOPRO_Large")
   if not c.data.make_default_if_missing and not Path(c.data.root).is_dir():
     raise ConfigError(f"config.data.root: {c.data.root} is not a folder")
+  for field in ("learning_rate", "reg_lambda", "reg_tau", "noise_std_sigma",
+                "grad_clip_norm"):
+    if (isinstance(c[field], bool) or not isinstance(c[field], (int, float))
+        or not math.isfinite(c[field])):
+      raise ConfigError(f"config.{field} must be a finite number, got {c[field]!r}")
+  for field in ("num_train_steps", "lr_halve_every_steps"):
+    if not (c[field] == -1 or c[field] > 0):
+      raise ConfigError(f"config.{field} must be > 0, or -1 (derived from the epochs), "
+                        f"got {c[field]!r}")
   for field in ("clip_length", "batch_size", "learning_rate", "log_every_steps",
                 "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     if not c[field] > 0:

@@ -24,8 +24,8 @@ stderr), 130 Ctrl-C, 143 SIGTERM (once the checkpoint being saved is complete).
 # examples/imagenet and big_vision): the optimizer, the pure `train_step`,
 # `make_train_step` (jitted over the device mesh; `python -m ifirnn_jax.benchmark --mode
 # train` times the same step), then `train_and_evaluate` in banner-separated sections:
-# logging, mesh, data, model and optimizer, checkpoints (exact resume), loop, final
-# evaluation.
+# data, the workdir (its lock and config, workdir.py), logging, mesh, model and
+# optimizer, checkpoints (exact resume), loop, final evaluation.
 #
 # Data parallel: one `jax.jit` step over a device Mesh with the batch sharded on the
 # 'data' axis (NamedSharding), 1 to N devices with no code change; several hosts through
@@ -38,6 +38,7 @@ stderr), 130 Ctrl-C, 143 SIGTERM (once the checkpoint being saved is complete).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -55,10 +56,11 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from data_pipeline import files, layouts, loaders, termination
+from data_pipeline import clip_sampler, files, layouts, loaders, termination
 from ifirnn_jax import checkpoint as ckpt
 from ifirnn_jax import (cpu_devices, cpu_policy, default_config, evaluation, losses, reports,
                         weights, writers)
+from ifirnn_jax import workdir as run_dir
 from ifirnn_jax.models import IFIRNN, Params
 
 
@@ -236,9 +238,12 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ the loop
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       allow_config_change: bool = False) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming from its last checkpoint) and evaluates.
 
+  The run holds `workdir`'s lock (workdir.py) until it returns. A resume whose config
+  changes what is trained is refused unless `allow_config_change`.
   Returns the final evaluation summary (or {} when config.final_eval is off).
   """
   workdir_path = Path(workdir)
@@ -250,19 +255,74 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   cpu_devices.request_cpu_devices(cpu_device_count)
   default_config.validate(config, jax.process_count())
   num_steps = default_config.num_train_steps(config)
-  is_main = jax.process_index() == 0
 
   # ---------------------------------------------------------------- data (made first,
-  # so bad paths and bad files fail before anything is compiled)
+  # so bad paths and bad files fail before anything is compiled or written)
   if config.data.make_default_if_missing:
     from data_pipeline import default_data
-    if is_main:
-      default_data.ensure_default_dataset(config.data.root, **config.data.default_data)
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-      multihost_utils.sync_global_devices("default data ready")
+    _on_process_0(lambda: default_data.ensure_default_dataset(config.data.root,
+                                                               **config.data.default_data),
+                  f"config.data.root {config.data.root}")
   train_sequences = _sequences(config, config.data.train_split, config.clip_length)
   eval_sequences = _sequences(config, config.data.eval_split)
+  clip_sampler.check_train_inputs(
+      train_sequences, config.batch_size, config.clip_length,
+      clip_sampler.crop_shape(config.crop_size), 0, jax.process_index(),
+      jax.process_count(), config.noise_std_sigma)
+
+  # ---------------------------------------------------------------- the workdir
+  # Process 0 locks it and checks the config before anything is written there (the event
+  # file, Orbax's managers, which clean temporary folders as soon as they exist).
+  lock, changes = _own_workdir(workdir_path, config, allow_config_change)
+  with contextlib.ExitStack() as cleanup:
+    if lock is not None:
+      cleanup.callback(lock.release)
+    return _train_in(config, workdir_path, num_steps, train_sequences, eval_sequences,
+                     cpu_device_count, changes, cleanup)
+
+
+def _on_process_0(work: Callable[[], Any], what: str) -> Any:
+  """`work()` on process 0 only; every process learns whether it failed before any goes
+  on, so a failure stops all of them instead of leaving the others in a barrier."""
+  result, error = None, None
+  if jax.process_index() == 0:
+    try:
+      result = work()
+    except Exception as e:  # raised below, once the others know
+      error = e
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    failed = bool(multihost_utils.broadcast_one_to_all(np.int32(error is not None)))
+    if failed and error is None:
+      error = TrainingError(f"{what}: refused by process 0 (its error says why)")
+  if error is not None:
+    raise error
+  return result
+
+
+def _own_workdir(workdir_path: Path, config: ml_collections.ConfigDict,
+                 allow_config_change: bool
+                 ) -> tuple[run_dir.Lock | None, dict[str, tuple[Any, Any]]]:
+  """Process 0's lock and config changes, known to every process before any goes on."""
+
+  def own():
+    lock = run_dir.claim(workdir_path)
+    try:
+      return lock, run_dir.config_changes(workdir_path, config.to_dict(), allow_config_change)
+    except BaseException:
+      lock.release()
+      raise
+  owned = _on_process_0(own, f"--workdir {workdir_path}")
+  return owned if owned is not None else (None, {})
+
+
+def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: int,
+              train_sequences: list, eval_sequences: list, cpu_device_count: int,
+              changes: dict[str, tuple[Any, Any]],
+              cleanup: contextlib.ExitStack) -> dict[str, Any]:
+  """train_and_evaluate once the workdir is this run's (`cleanup`: run at its end)."""
+  workdir = str(workdir_path)
+  is_main = jax.process_index() == 0
 
   # ---------------------------------------------------------------- logging
   # The numpy loader runs without TensorFlow: its metrics go through tensorboardX.
@@ -271,8 +331,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info("Training input: %s", loader)
   writer = writers.create_writer(workdir, just_logging=not is_main,
                                  use_tensorflow=use_tensorflow)
-  if is_main:
-    workdir_path.mkdir(parents=True, exist_ok=True)
+  cleanup.callback(writer.close_quietly)  # on any way out (a full disk: no traceback)
 
   # ---------------------------------------------------------------- mesh
   mesh = data_mesh(cpu_devices.training_devices(cpu_device_count))
@@ -310,8 +369,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               else initial_params(config, model, jax.random.fold_in(seed_key, 2**31 - 1)))
     state = jax.jit(init_state, out_shardings=replicated)(params)
   start_step = int(jax.device_get(state.step))
-  if is_main:  # after the resume, so a refused workdir keeps its config.json
-    files.write_json_atomic(workdir_path / "config.json", config.to_dict())
+  if is_main:  # after the resume, so a refused workdir keeps its config record
+    run_dir.record_config(workdir_path, config.to_dict(), changes, start_step)
+    for field, (old, new) in changes.items():
+      logging.info("config.%s changed: %r -> %r (recorded in %s)", field, old, new,
+                   workdir_path / run_dir.HISTORY_FILE)
     writer.write_hparams({k: v for k, v in config.to_dict().items()
                           if isinstance(v, (int, float, str, bool))})
 
@@ -342,6 +404,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                for k, v in local.items()}
       state, metrics = step_fn(state, batch, seed_key)
       loss = float(metrics["loss"])
+      if step == start_step + 1:  # compiled: the ETA counts from here
+        first_step_done = time.perf_counter()
       if not math.isfinite(loss):
         checkpoints.wait()
         last_good = checkpoints.latest_step()
@@ -361,8 +425,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                        clips_per_sec=steps_per_sec * config.batch_size)
         writer.write_scalars(step, scalars)  # the one steps/s of this report
         if step < num_steps:
-          logging.info("step %d/%d (%.0f%%), ETA %s", step, num_steps, 100 * step / num_steps,
-                       files.hms((num_steps - step) / steps_per_sec))
+          timed = step - start_step - 1  # steps since the first one
+          eta = (f", ETA {files.hms((num_steps - step) * (now - first_step_done) / timed)}"
+                 if timed else "")
+          logging.info("step %d/%d (%.0f%%)%s", step, num_steps, 100 * step / num_steps, eta)
         history, last_log_time, last_log_step = [], now, step
 
       if step % config.eval_every_steps == 0 or step == num_steps:
@@ -395,16 +461,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         e, f"the last complete checkpoint is step {latest} in {workdir_path / 'checkpoints'}; "
         "run the same command to resume" if latest is not None
         else "no checkpoint was saved yet") from None
-  checkpoints.wait()
-  checkpoints.close()
-  writer.flush()
+  try:
+    with termination.deferred_interrupts():  # the last saves finish first
+      checkpoints.wait()
+      checkpoints.close()
+      writer.flush()
 
-  # ---------------------------------------------------------------- final evaluation
-  if not config.final_eval:
-    return {}
+    # -------------------------------------------------------------- final evaluation
+    if not config.final_eval:
+      return {}
+    return _final_evaluation(config, workdir_path, model, state.params, eval_sequences)
+  except KeyboardInterrupt as e:
+    raise Interrupted(e, f"training is complete (checkpoints in {workdir_path / 'checkpoints'})"
+                      "; its final evaluation was stopped: run the same command to evaluate "
+                      "again") from None
+
+
+def _final_evaluation(config: ml_collections.ConfigDict, workdir_path: Path, model: IFIRNN,
+                      params: Params, eval_sequences: list) -> dict[str, Any]:
+  """The full evaluation at the end of training: the table, eval/ and before_after.png."""
+  is_main = jax.process_index() == 0
   settings = [evaluation.Setting(model.iterations)]
   skips = dict(skip_first=config.eval.skip_first, skip_last=config.eval.skip_last)
-  results = evaluation.frame_results(model, _host_params(state.params), eval_sequences,
+  results = evaluation.frame_results(model, _host_params(params), eval_sequences,
                                      settings, **skips)
   if is_main:
     results = reports.with_progress(results, sum(s.num_frames for s in eval_sequences), 1)
@@ -440,9 +519,9 @@ def main(argv: list[str]) -> None:
                              _FLAGS.process_id)
   try:
     with termination.sigterm_as_interrupt():
-      train_and_evaluate(config, workdir)
+      train_and_evaluate(config, workdir, allow_config_change=_FLAGS.allow_config_change)
   except (default_config.ConfigError, DataError, TrainingError, ckpt.CheckpointError,
-          evaluation.EvalError) as e:
+          evaluation.EvalError, run_dir.WorkdirError, writers.WriteError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except OSError as e:  # e.g. a read-only data root or workdir
@@ -507,5 +586,8 @@ if __name__ == "__main__":
                        "(default: SLURM's count).")
   flags.DEFINE_integer("process_id", None, "Multi-host: this process's index, from 0 "
                        "(default: SLURM's).")
+  flags.DEFINE_bool("allow_config_change", False, "Resume a workdir with a config that "
+                    "changes what is trained (model, data, batch, seed, optimizer, ...); "
+                    "the change is recorded in <workdir>/config_history.jsonl.")
   flags.mark_flags_as_required(["config"])
   app.run(main, flags_parser=_parse_flags)

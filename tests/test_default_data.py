@@ -1,6 +1,7 @@
 """The embedded default dataset: layout, determinism, disjoint splits, plausible blur, rebuilds."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,17 @@ def test_example_image(small):
   assert example.dtype == np.uint8 and example.shape == (2 * 48 + 4, 2 * 64 + 4, 3)
   blurry, sharp = example[:48, :64], example[:48, 68:]
   assert _gradient_energy(blurry) < _gradient_energy(sharp)
+
+
+def test_a_rebuild_never_deletes_files_a_user_added(tmp_path, small):
+  root = shutil.copytree(small, tmp_path / "data")
+  mine = root / "train" / "my_sequence" / "sharp" / "000000.png"
+  mine.parent.mkdir(parents=True)
+  mine.write_bytes(b"my frame")
+  (root / "notes.txt").write_text("mine")
+  missing = root / "test" / next(p.name for p in (root / "test").iterdir()) / "blur"
+  (sorted(missing.iterdir())[0]).unlink()  # one generated frame gone: needs a rebuild
+  before = _files(root)
+  with pytest.raises(DataError, match=r"did not make \(notes.txt, train/my_sequence"):
+    default_data.ensure_default_dataset(root, seed=3, progress=False, **SMALL)
+  assert _files(root) == before  # nothing touched

@@ -143,6 +143,36 @@ def test_two_processes_train_together_and_agree(dataset, reference_run, tmp_path
   _assert_same(single, _export(workdir, tmp_path / "w.safetensors"), rtol=2e-4, atol=2e-6)
 
 
+def test_a_refused_workdir_stops_every_process_of_a_run(dataset, tmp_path):
+  """Process 0 finds the workdir locked by a live process: both processes exit 2
+  (process 1 learns the verdict instead of waiting in a barrier), nothing written."""
+  workdir = tmp_path / "held"
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys; from ifirnn_jax import workdir; "
+       f"workdir.claim({str(workdir)!r}); print('held', flush=True); sys.stdin.read()"],
+      cwd=ROOT, env=_env(1), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with socket.socket() as s:
+      s.bind(("127.0.0.1", 0))
+      port = s.getsockname()[1]
+    procs = [subprocess.Popen(
+        _train_cmd(dataset, workdir, "--coordinator_address", f"127.0.0.1:{port}",
+                   "--num_processes", "2", "--process_id", str(i)),
+        cwd=ROOT, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+  finally:
+    holder.kill()
+    holder.wait()
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 2, err[-3000:]
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1, err
+    assert "Traceback" not in err
+  assert f"in use by training process {holder.pid} " in outputs[0][1]
+  assert sorted(p.name for p in workdir.iterdir()) == ["workdir.lock"]
+
+
 def test_one_process_over_two_single_core_cpu_devices_trains_like_one_device(
     dataset, reference_run, tmp_path):
   """config.cpu_devices (the default 0 gives this on a 2-core machine): the batch split
