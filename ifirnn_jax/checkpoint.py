@@ -215,6 +215,17 @@ def load_checkpoint(workdir: str | os.PathLike, step: int | str | None = None, *
                     best: bool = False, **overrides: Any) -> tuple[IFIRNN, Params]:
   """(model, params) of a training run: the latest checkpoint, `step`, or the best one.
 
+  As `read_checkpoint`, without the step number.
+  """
+  model, params, _ = read_checkpoint(workdir, step, best=best, **overrides)
+  return model, params
+
+
+def read_checkpoint(workdir: str | os.PathLike, step: int | str | None = None, *,
+                    best: bool = False, **overrides: Any) -> tuple[IFIRNN, Params, int]:
+  """(model, params, the step read) of a training run: the latest checkpoint, `step`, or
+  the best one.
+
   `step`: an integer (a numpy integer or a numeric string too). A workdir may be read
   while it trains: when training's `keep_checkpoints` removes the checkpoint being read,
   the newest one is read instead (with a warning naming it); one asked for by `step`
@@ -266,7 +277,7 @@ def load_checkpoint(workdir: str | os.PathLike, step: int | str | None = None, *
       manager.close()
     if tried:
       logging.warning("using checkpoint step %d of %s", wanted, directory)
-    return model, params
+    return model, params, wanted
 
 
 def _step_number(step: Any) -> int | None:

@@ -214,22 +214,11 @@ def _save_frames(results: Iterator[FrameResult], settings: Sequence[Setting],
     yield result
 
 
-def checkpoint_step(workdir: str | os.PathLike, step: int | None, best: bool) -> int | None:
-  """`step`, or the step --best or the latest checkpoint of `workdir` is (the newest
-  complete step folder); None if there is none."""
-  if step is not None:
-    return step
-  folder = Path(workdir) / ("best" if best else "checkpoints")
-  try:
-    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir()]
-  except OSError:
-    return None
-  return max(steps, default=None)
-
-
-def _load(args: argparse.Namespace, step: int | None) -> tuple[IFIRNN, Params]:
-  if args.workdir:
-    model, params = checkpoint.load_checkpoint(args.workdir, step, best=args.best)
+def _load(args: argparse.Namespace) -> tuple[IFIRNN, Params, int | None]:
+  """(model, params, the checkpoint step read; None for --weights)."""
+  step = None
+  if args.workdir:  # the step actually read: training may remove the latest meanwhile
+    model, params, step = checkpoint.read_checkpoint(args.workdir, args.step, best=args.best)
   else:
     model, params = weights.load_model(args.weights)
     if args.model:
@@ -240,7 +229,7 @@ def _load(args: argparse.Namespace, step: int | None) -> tuple[IFIRNN, Params]:
         raise EvalError(f"--model {args.model}: {reason}") from None
       params = weights.load_weights(args.weights, expected)
       model = expected
-  return dataclasses.replace(model, conv_impl=args.conv_impl), params
+  return dataclasses.replace(model, conv_impl=args.conv_impl), params, step
 
 
 def _settings(args: argparse.Namespace, model: IFIRNN) -> tuple[list[Setting], int]:
@@ -286,8 +275,7 @@ def _scored(args: argparse.Namespace, step: int | None) -> dict[str, object]:
 def run(args: argparse.Namespace) -> None:
   """Evaluates as `args` say; raises EvalError, DataError, WeightsError, ... on bad input."""
   _check_args(args)
-  step = checkpoint_step(args.workdir, args.step, args.best) if args.workdir else None
-  model, params = _load(args, step)
+  model, params, step = _load(args)
   settings, primary = _settings(args, model)
   sequences = layouts.find_sequences(
       args.data, args.layout, args.split,

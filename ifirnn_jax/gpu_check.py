@@ -100,12 +100,18 @@ def _stage_commands(small: bool, out: Path, torch: bool) -> dict[str, list[str]]
   commands["train_step_remat"] = python + step + [
       "--dtype", "float32", "--remat", "--out", str(out / "train_step_remat.json"),
       "--overwrite"]
-  workdir = str(out / "train_workdir")
+  workdir = str(train_workdir(out, small))
   commands["train"] = python + ["-m", "ifirnn_jax.train", *train, "--workdir", workdir]
   commands["train_evaluation"] = python + ["-m", "ifirnn_jax.evaluate", "--workdir", workdir,
                                            *evaluate, "--out", str(out / "train_evaluation"),
                                            "--overwrite"]
   return commands
+
+
+def train_workdir(out: Path, small: bool) -> Path:
+  """The train stage's workdir: one per mode, since a workdir's config is its identity (a
+  run into the same `out` in the other mode would be refused as a changed config)."""
+  return out / f"train_workdir_{'small' if small else 'full'}"
 
 
 def _child_env() -> dict[str, str]:
@@ -191,7 +197,7 @@ def run(out: Path, seconds: float) -> dict[str, Any]:
     else:
       if name == "train":
         record = _run_training(commands["train"], commands["train_evaluation"],
-                               out / "train_workdir", budget)
+                               train_workdir(out, small), budget)
       else:
         record = _run_stage(commands[name], budget)
       if name == "parity" and record["status"] == "ok":

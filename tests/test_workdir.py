@@ -242,7 +242,8 @@ def test_load_checkpoint_takes_numeric_steps_and_reads_past_a_removed_one(
     return real(manager, directory, step, overrides)
   monkeypatch.setattr(checkpoint, "_read", racing)
   with caplog.at_level(logging.WARNING):
-    loaded, got = ifr.load_checkpoint(tmp_path / "w")
+    loaded, got, read_step = checkpoint.read_checkpoint(tmp_path / "w")
+  assert read_step == 6  # what evaluate records as the step it scored
   assert any("using checkpoint step 6" in r.getMessage() for r in caplog.records)
   assert "damaged" not in caplog.text
   # A step asked for by number is not swapped for another: the error says what happened.
