@@ -15,7 +15,7 @@ import ml_collections
 
 from data_pipeline.layouts import LAYOUTS
 from ifirnn_jax import losses
-from ifirnn_jax.cpu_policy import CONV_IMPLS
+from ifirnn_jax.layers import CONV_IMPLS
 from ifirnn_jax.models import COMPUTE_DTYPES, IFIRNN, SPEC_WIDTHS
 
 MODEL_NAME = re.compile(r"^C([12])H([1-9]\d*)(-reg)?$")
@@ -40,7 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.update(SPEC_WIDTHS)
   c.model.residual_output = True
   c.model.compute_dtype = "float32"  # 'bfloat16' for GPUs
-  c.model.scan_unroll = 0        # 0: auto (cpu_policy.resolve_scan_unroll); an int; True: full
+  c.model.scan_unroll = 0        # 0: auto (models.frame_scan_unroll); an int; True: full
   c.model.remat = False          # jax.checkpoint each frame step (bounds training memory)
   # 3x3 conv algorithm: 'auto' (Winograd for float32 on CPU where it
   # pays, XLA's convolution elsewhere; ifirnn_jax/layers.py). Same parameters either way.

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from data_pipeline import console, outputs, termination
 from data_pipeline.errors import DataError
-from ifirnn_jax import checkpoint, weights
+from ifirnn_jax import checkpoint, runtime, weights
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,4 +58,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+  runtime.setup()
   sys.exit(main())

@@ -163,7 +163,8 @@ def run(out: Path, seconds: float) -> dict[str, Any]:
   """Runs every stage within `seconds`, writing out/gpu_check.json as it goes."""
   deadline = time.perf_counter() + seconds
   import jax
-  backend = jax.default_backend()
+  from ifirnn_jax import runtime
+  backend = runtime.default_platform()
   small = backend == "cpu"
   try:
     import torch  # noqa: F401
@@ -248,4 +249,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+  from ifirnn_jax import runtime
+  runtime.setup()
   sys.exit(main(sys.argv[1:]))
