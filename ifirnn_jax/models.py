@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ifirnn_jax.layers import CONV_IMPLS, Conv, ConvTranspose, ResBlock, winograd_applies
+from ifirnn_jax import platforms
+from ifirnn_jax.layers import Conv, ConvTranspose, ResBlock
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -172,10 +173,8 @@ class IFIRNN:
     gate_hidden: width of the gate's hidden Dense layer.
     residual_output: L_t = B_t + F_L(f_R) (global residual).
     scan_unroll: `lax.scan` unroll factor over frames; an int >= 1, True for fully
-      unrolled, or 0 (auto, `frame_scan_unroll`): on CPU rolled when F_R's convolutions
-      run as Winograd at the traced batch (one device's share inside the train step's
-      shard_map), fully unrolled otherwise (XLA:CPU's backward pass is much faster
-      unrolled when the loop's convs are XLA's own, docs/benchmarks.md); 1 elsewhere.
+      unrolled, or 0 (auto per platform, `platforms.frame_scan_unroll`; XLA:CPU's
+      backward pass is much faster unrolled when the loop's convs are XLA's own).
     remat: rematerialise each frame step in the backward pass (bounds training memory).
     compute_dtype: 'float32' or 'bfloat16' (activations and weights in the forward pass;
       parameters stay float32).
@@ -184,10 +183,7 @@ class IFIRNN:
       GPU), 'xla' or 'winograd'; same parameters. On CPU 'auto' is faster for inference
       and training, at the price of longer compiles and about twice the temporaries
       (docs/benchmarks.md). 'auto' is chosen for the platform the computation is
-      lowered for (`jax.lax.platform_dependent`, `platform_conv_impls`), not for JAX's
-      default backend: building, `init` and the forward pass never start or ask the
-      backend, and a model jitted onto a CPU device runs the CPU formulation even when a
-      GPU is the default.
+      lowered for, never from JAX's default backend (platforms.py).
   """
 
   cells: int = 2
@@ -220,8 +216,7 @@ class IFIRNN:
     if self.compute_dtype not in COMPUTE_DTYPES:
       raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, "
                        f"got {self.compute_dtype!r}")
-    if self.conv_impl not in CONV_IMPLS:
-      raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {self.conv_impl!r}")
+    platforms.conv_impls(self.conv_impl, self.compute_dtype)  # ValueError if unknown
 
   # ----------------------------------------------------------------- structure
   @property
@@ -252,18 +247,10 @@ class IFIRNN:
     return cls(**{k: v for k, v in fields.items() if k in names})
 
   def cell_modules(self, layer_impl: str = "xla") -> list[Cell]:
-    """The cells, their convolutions run as `layer_impl` (layers.LAYER_CONV_IMPLS; the
-    parameters are the same for all)."""
+    """The cells, convolutions run as `layer_impl` (any gives the same parameters)."""
     return [Cell(self.n1, self.n2, self.n3, self.nh, self.num_resblocks,
                  with_latent=(k == self.cells - 1), conv_impl=layer_impl)
             for k in range(self.cells)]
-
-  def platform_conv_impls(self) -> tuple[str, str]:
-    """(on CPU, elsewhere): the layers.LAYER_CONV_IMPLS entries conv_impl runs as."""
-    if self.conv_impl != "auto":
-      return self.conv_impl, self.conv_impl
-    cpu = "winograd_large" if jnp.dtype(self.compute_dtype) == jnp.float32 else "xla"
-    return cpu, "xla"
 
   def gate_module(self) -> Gate:
     return Gate(self.gate_hidden)
@@ -343,33 +330,16 @@ class IFIRNN:
     b, t, h, w, _ = blur.shape
     if h % 4 or w % 4:
       raise ValueError(f"apply_sequence needs H and W multiples of 4, got {h}x{w}; use deblur()")
-    if hidden is None:
-      hidden = jnp.zeros((b, h // 4, w // 4, self.nh), self.compute_dtype)
-
-    # How the layers and the frame scan run, per platform: the platform is the one the
-    # computation is lowered for, which prunes the other branch (platform_dependent).
-    cpu_impl, other_impl = self.platform_conv_impls()
-    on_cpu = (cpu_impl, frame_scan_unroll(self.scan_unroll, cpu_impl, True, b, h // 4,
-                                          w // 4, self.n3 + self.nh))
-    elsewhere = (other_impl, frame_scan_unroll(self.scan_unroll, other_impl, False, b,
-                                               h // 4, w // 4, self.n3 + self.nh))
-    run = functools.partial(self._run_sequence, num_iterations=num_iterations,
-                            gate_mode=gate_mode, unroll_iterations=unroll_iterations)
-    args = (params, blur, hidden, gate_key)
-    if on_cpu == elsewhere:
-      output, final_hidden, trace = run(*on_cpu, *args)
-    else:
-      output, final_hidden, trace = jax.lax.platform_dependent(
-          *args, cpu=functools.partial(run, *on_cpu),
-          default=functools.partial(run, *elsewhere))
+    on_cpu, elsewhere = platforms.choices(self.conv_impl, self.compute_dtype, self.scan_unroll,
+                                          (b, h // 4, w // 4, self.n3 + self.nh))
+    output, final_hidden, trace = platforms.per_platform(
+        self._run_sequence, on_cpu, elsewhere, params, blur, hidden, gate_key,
+        num_iterations=num_iterations, gate_mode=gate_mode, unroll_iterations=unroll_iterations)
     return output, final_hidden, (GateTrace(*trace) if gate_mode is not None else None)
 
-  def _run_sequence(self, layer_impl: str, scan_unroll: int | bool, params: Params,
-                    blur: Array, hidden: Array, gate_key: Array | None, *,
-                    num_iterations: int, gate_mode: str | None, unroll_iterations: bool,
-                    ) -> tuple[Array, Array, tuple[Array, Array, Array] | None]:
-    """`apply_sequence` with the layers run as `layer_impl` and the frame scan unrolled
-    by `scan_unroll`; the GateTrace as a plain tuple."""
+  def _run_sequence(self, layer_impl, scan_unroll, params, blur, hidden, gate_key, *,
+                    num_iterations, gate_mode, unroll_iterations):
+    """apply_sequence run as `layer_impl`, unrolled by `scan_unroll`; GateTrace as a tuple."""
     b, t, h, w, _ = blur.shape
     dtype = jnp.dtype(self.compute_dtype)
     params = jax.tree.map(lambda p: p.astype(dtype), params)
@@ -383,6 +353,8 @@ class IFIRNN:
     blur_features = [time_major(cell.apply({"params": params[f"cells_{k}"]}, frames,
                                            method=Cell.blur_features))
                      for k, cell in enumerate(cells)]
+    if hidden is None:
+      hidden = jnp.zeros((b, h // 4, w // 4, self.nh), dtype)
     hidden = hidden.astype(dtype)
 
     def apply_cell(k, method, *args):
@@ -578,19 +550,6 @@ def as_unit_float(images: Any, what: str = "video") -> Array:
                      f"scale float images to [0, 1] (e.g. np.clip(x, 0, 1)), or pass "
                      f"uint8 / uint16 images")
   return images
-
-
-def frame_scan_unroll(scan_unroll: int | bool, layer_impl: str, on_cpu: bool, batch: int,
-                      height: int, width: int, channels: int) -> int | bool:
-  """IFIRNN.scan_unroll with 0 (auto) resolved for F_R's convolutions on
-  [batch, height, width, channels] run as `layer_impl`: on CPU rolled (1) when they run
-  as Winograd, fully unrolled (True) otherwise; 1 on other platforms."""
-  if scan_unroll is True or scan_unroll != 0:
-    return scan_unroll
-  if not on_cpu:
-    return 1
-  rolled = winograd_applies(layer_impl, batch, height, width, channels, channels)
-  return 1 if rolled else True
 
 
 def _check_count(name: str, value: Any, maximum: int = MAX_ITERATIONS,

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from ifirnn_jax import default_config, models, train
+from ifirnn_jax import default_config, platforms, train
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
 TABLE1 = {f"C{c}H{n}" for c in (1, 2) for n in range(1, 5)} | {"C1H4-reg", "C2H3-reg",
@@ -78,11 +78,11 @@ def _rolled(unroll) -> bool:
 def _cpu_unroll(config, device_count: int, on_cpu: bool = True):
   """The frame scan's unroll the demo's model runs with, each device taking its share."""
   model = train.create_model(config)
-  impl = model.platform_conv_impls()[0 if on_cpu else 1]
+  impl = platforms.conv_impls(model.conv_impl, model.compute_dtype)[0 if on_cpu else 1]
   side = config.crop_size // 4
-  return models.frame_scan_unroll(model.scan_unroll, impl, on_cpu,
-                                  config.batch_size // device_count, side, side,
-                                  model.n3 + model.nh)
+  return platforms.frame_scan_unroll(model.scan_unroll, impl, on_cpu,
+                                     config.batch_size // device_count, side, side,
+                                     model.n3 + model.nh)
 
 
 def test_scan_unroll_auto_rolls_on_cpu_only_where_the_loop_runs_winograd():

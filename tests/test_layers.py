@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ifirnn_jax as ifr
-from ifirnn_jax import layers
+from ifirnn_jax import layers, platforms
 
 torch = pytest.importorskip("torch", reason="torch comes with the [test] extra")
 import torch.nn.functional as F  # noqa: E402
@@ -120,9 +120,8 @@ def test_winograd_large_uses_winograd_for_large_3x3_convolutions_only():
 ])
 def test_conv_impl_per_platform(impl, dtype, expected):
   """(on CPU, elsewhere): the layer impls conv_impl runs as."""
-  model = ifr.IFIRNN(conv_impl=impl, compute_dtype=dtype)
-  assert model.platform_conv_impls() == expected
-  assert "conv_impl" not in model.description()
+  assert platforms.conv_impls(impl, dtype) == expected
+  assert "conv_impl" not in ifr.IFIRNN(conv_impl=impl, compute_dtype=dtype).description()
 
 
 def test_building_tracing_and_running_never_ask_for_the_backend(monkeypatch):
