@@ -68,7 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.crop_size = 256
   c.batch_size = 4               # global batch (clips), split over processes/devices
   # CPU, one process: train on this many XLA CPU devices, each running its share of the
-  # batch on one core (ifirnn_jax/cpu_devices.py). 0: auto, one per core this process
+  # batch on one core (ifirnn_jax/runtime/cpu_devices.py). 0: auto, one per core this process
   # may use, as many as divide batch_size; 1: one device using XLA's thread pool.
   c.cpu_devices = 0
   c.noise_std_sigma = 2.0        # sigma ~ |N(0, 2^2)| per clip, 8-bit units

@@ -107,8 +107,7 @@ def _stage_commands(small: bool, out: Path, torch: bool) -> dict[str, list[str]]
 
 
 def _child_env() -> dict[str, str]:
-  return dict(os.environ, PYTHONPATH=str(ROOT), IFIRNN_JAX_HUGE_PAGES="0",
-              XLA_PYTHON_CLIENT_PREALLOCATE="false")
+  return dict(os.environ, PYTHONPATH=str(ROOT), XLA_PYTHON_CLIENT_PREALLOCATE="false")
 
 
 def _run_training(train: list[str], evaluate: list[str], workdir: Path,

@@ -1,4 +1,5 @@
-"""runtime.setup(stream_frames=True) (glibc_malloc.fix_mmap_threshold): a large block stays mmapped after a larger one is freed.
+"""runtime.setup(stream_frames=True) (glibc_malloc.fix_mmap_threshold): a large block stays
+mmapped after a larger one is freed.
 
 Each case runs in a fresh Python process (a clean malloc state). It mallocs and frees a
 16 MiB block, then mallocs 4 MiB, and reads whether glibc served that block with a

@@ -12,7 +12,7 @@ operation:
    first JAX operation), so this must come before that.
 3. 2 MiB pages for XLA's buffers (huge_pages.py): glibc reads GLIBC_TUNABLES only at
    process start, so the environment sets it (the launch scripts export
-   GLIBC_TUNABLES=glibc.malloc.hugetlb=1); `setup` logs a hint where it would help.
+   GLIBC_TUNABLES=glibc.malloc.hugetlb=1); `setup` reports whether it is set.
 
 The measurements behind each are in docs/benchmarks.md.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-from absl import logging
 
 from ifirnn_jax.runtime import cpu_devices, glibc_malloc, huge_pages
 
@@ -47,11 +46,7 @@ def setup(cpu_device_count: int = 1, *, stream_frames: bool = False) -> Runtime:
   """
   fixed = glibc_malloc.fix_mmap_threshold() if stream_frames else False
   applied = cpu_devices.request_cpu_devices(cpu_device_count)
-  pages = huge_pages.status()
-  if pages.missing:
-    logging.info("2 MiB pages for XLA:CPU's buffers would help: start Python with "
-                 "GLIBC_TUNABLES=%s (README, CPU notes)", huge_pages.TUNABLE)
-  return Runtime(applied, fixed, pages)
+  return Runtime(applied, fixed, huge_pages.status())
 
 
 def default_platform() -> str:

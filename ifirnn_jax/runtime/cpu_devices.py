@@ -9,8 +9,8 @@ one process per core, but in one process and with an in-memory all-reduce.
 
 JAX fixes the number of CPU devices when its backend starts (the first JAX operation),
 so `request_cpu_devices` must run before that: `runtime.setup` does, which
-`train.train_and_evaluate` and the benchmark's child processes call first thing. When the backend is already running
-(a notebook that ran JAX before), when the user set
+`train.train_and_evaluate` and the benchmark's child processes call first thing. When the
+backend is already running (a notebook that ran JAX before), when the user set
 `--xla_force_host_platform_device_count` in XLA_FLAGS (theirs wins), or in a
 multi-process run, it changes nothing.
 """
