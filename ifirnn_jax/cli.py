@@ -12,7 +12,7 @@ from typing import Sequence
 
 import jax
 
-from ifirnn_jax.cpu_policy import CONV_IMPLS
+from ifirnn_jax.layers import CONV_IMPLS
 
 
 def initialize_distributed(coordinator_address: str | None = None,

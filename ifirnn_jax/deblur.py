@@ -7,7 +7,7 @@
 
 Frames are streamed one at a time through `IFIRNN.step`, and no frame outlives its
 turn: peak memory does not grow with the video's length (the command also gives
-frame-sized blocks back to the system when freed, `ifirnn_jax.glibc_malloc`). The output
+frame-sized blocks back to the system when freed, `ifirnn_jax.runtime.glibc_malloc`). The output
 keeps the input's frame rate, frame count and size, and is written atomically (it
 appears only when complete). Outputs are clipped to [0, 1] and rounded to 8 bits,
 exactly as `ifirnn_jax.metrics` scores them. Only the first video stream is
@@ -39,7 +39,7 @@ from data_pipeline import console, outputs, termination
 from data_pipeline.files import Progress
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, is_video_path, open_frames
-from ifirnn_jax import cli, cpu_policy, labels, metrics, tiling
+from ifirnn_jax import cli, labels, metrics, runtime, tiling
 from ifirnn_jax.checkpoint import CheckpointError, load_checkpoint
 from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS
 from ifirnn_jax.weights import WeightsError, load_model
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
   except SystemExit as e:  # --help, or a usage error (already printed, status 2)
     return int(e.code or 0)
-  cpu_policy.stream_in_constant_memory()  # frame-sized buffers go back when freed
+  runtime.setup(stream_frames=True)  # first: frame-sized buffers go back when freed
   with warnings.catch_warnings():
     # ffmpeg runs as a subprocess (fork + exec at once, no Python code in the child),
     # which JAX's blanket warning about os.fork() does not concern.
@@ -269,5 +269,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  cpu_policy.start_command()  # may re-execute this process once (cpu_policy.py)
   sys.exit(main())

@@ -15,7 +15,7 @@ import ml_collections
 
 from data_pipeline.layouts import LAYOUTS
 from ifirnn_jax import losses
-from ifirnn_jax.cpu_policy import CONV_IMPLS
+from ifirnn_jax.layers import CONV_IMPLS
 from ifirnn_jax.models import (COMPUTE_DTYPES, IFIRNN, MAX_ITERATIONS, MAX_RESBLOCKS, MAX_WIDTH,
                                SPEC_WIDTHS)
 
@@ -41,7 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.update(SPEC_WIDTHS)
   c.model.residual_output = True
   c.model.compute_dtype = "float32"  # 'bfloat16' for GPUs
-  c.model.scan_unroll = 0        # 0: auto (cpu_policy.resolve_scan_unroll); an int; True: full
+  c.model.scan_unroll = 0        # 0: auto (models.frame_scan_unroll); an int; True: full
   c.model.remat = False          # jax.checkpoint each frame step (bounds training memory)
   # 3x3 conv algorithm: 'auto' (Winograd for float32 on CPU where it
   # pays, XLA's convolution elsewhere; ifirnn_jax/layers.py). Same parameters either way.
@@ -69,7 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.crop_size = 256
   c.batch_size = 4               # global batch (clips), split over processes/devices
   # CPU, one process: train on this many XLA CPU devices, each running its share of the
-  # batch on one core (ifirnn_jax/cpu_devices.py). 0: auto, one per core this process
+  # batch on one core (ifirnn_jax/runtime/cpu_devices.py). 0: auto, one per core this process
   # may use, as many as divide batch_size; 1: one device using XLA's thread pool.
   c.cpu_devices = 0
   c.noise_std_sigma = 2.0        # sigma ~ |N(0, 2^2)| per clip, 8-bit units

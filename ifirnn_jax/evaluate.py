@@ -53,7 +53,7 @@ import numpy as np
 
 from data_pipeline import console, files, image_io, layouts, outputs, termination
 from data_pipeline.errors import DataError
-from ifirnn_jax import (checkpoint, cli, cpu_policy, default_config, metrics, plots, reports,
+from ifirnn_jax import (checkpoint, cli, default_config, metrics, plots, reports, runtime,
                         weights)
 from ifirnn_jax.checkpoint import CheckpointError
 from ifirnn_jax.evaluation import EvalError, FrameResult, Setting, frame_results, summarize
@@ -353,5 +353,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  cpu_policy.start_command()  # may re-execute this process once (cpu_policy.py)
+  runtime.setup()
   sys.exit(main())

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 
 from data_pipeline import console, outputs, termination
 from data_pipeline.errors import DataError
-from ifirnn_jax import checkpoint, weights
+from ifirnn_jax import checkpoint, runtime, weights
 
 
 def _safetensors_error(out: Path, error: Exception) -> DataError:
@@ -77,4 +77,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+  runtime.setup()
   sys.exit(main())

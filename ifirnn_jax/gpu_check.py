@@ -115,8 +115,7 @@ def train_workdir(out: Path, small: bool) -> Path:
 
 
 def _child_env() -> dict[str, str]:
-  return dict(os.environ, PYTHONPATH=str(ROOT), IFIRNN_JAX_HUGE_PAGES="0",
-              XLA_PYTHON_CLIENT_PREALLOCATE="false")
+  return dict(os.environ, PYTHONPATH=str(ROOT), XLA_PYTHON_CLIENT_PREALLOCATE="false")
 
 
 def _run_training(train: list[str], evaluate: list[str], workdir: Path,
@@ -171,7 +170,8 @@ def run(out: Path, seconds: float) -> dict[str, Any]:
   """Runs every stage within `seconds`, writing out/gpu_check.json as it goes."""
   deadline = time.perf_counter() + seconds
   import jax
-  backend = jax.default_backend()
+  from ifirnn_jax import runtime
+  backend = runtime.default_platform()
   small = backend == "cpu"
   try:
     import torch  # noqa: F401
@@ -256,4 +256,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+  from ifirnn_jax import runtime
+  runtime.setup()
   sys.exit(main(sys.argv[1:]))

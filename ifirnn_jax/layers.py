@@ -26,9 +26,11 @@ convolutions XLA:CPU runs it faster than its own convolution, forward and backwa
 buffers are fresh memory to page in (tests/test_layers.py checks it against
 `lax.conv_general_dilated` and PyTorch). The error is a few times float32 rounding
 (relative ~1e-6 per convolution). `impl` picks the algorithm, one of
-cpu_policy.LAYER_CONV_IMPLS: 'xla', 'winograd', or 'winograd_large' (Winograd for all but
-small convolutions); IFIRNN resolves its conv_impl 'auto' into one of these once, when it
-is built (Winograd on CPU in float32, XLA's convolution elsewhere, e.g. cuDNN on GPU).
+LAYER_CONV_IMPLS: 'xla', 'winograd', or 'winograd_large' (Winograd for all but small
+convolutions, `winograd_applies`); IFIRNN turns its conv_impl 'auto' into one of these
+per platform when its computation is lowered (Winograd on CPU in float32, XLA's
+convolution elsewhere, e.g. cuDNN on GPU; models.py). The CPU formulations run under the
+`jax.named_scope`s CPU_SCOPES, so a lowered program shows whether it holds them.
 Winograd costs compile time and memory for its tile buffers (docs/benchmarks.md).
 """
 
@@ -40,10 +42,48 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
-from ifirnn_jax.cpu_policy import WINOGRAD_TILE, uses_cpu_formulations, winograd_applies
-
 Array = jax.Array
 _DIMS = ("NHWC", "HWIO", "NHWC")
+
+CONV_IMPLS = ("auto", "xla", "winograd")  # IFIRNN.conv_impl: what a user asks for
+# What the layers run: XLA's convolutions; every 3x3 conv as Winograd; or Winograd for the
+# 3x3 convs large enough to pay. The last two also run thin 5x5 convs (RGB in or out) as
+# space-to-depth (`Conv`): together, the CPU formulations.
+LAYER_CONV_IMPLS = ("xla", "winograd", "winograd_large")
+WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MIN_TILES = 16
+WINOGRAD_TILE = 4  # output tile side of F(4x4, 3x3)
+# jax.named_scope of each CPU formulation (visible in `lowered.as_text(debug_info=True)`).
+WINOGRAD_SCOPE = "cpu_winograd"
+SPACE_TO_DEPTH_SCOPE = "cpu_space_to_depth_5x5"
+CPU_SCOPES = (WINOGRAD_SCOPE, SPACE_TO_DEPTH_SCOPE)
+
+
+def check_layer_conv_impl(impl: str) -> None:
+  if impl not in LAYER_CONV_IMPLS:
+    raise ValueError(f"a layer's conv impl must be one of {LAYER_CONV_IMPLS}, got {impl!r}")
+
+
+def uses_cpu_formulations(layer_impl: str) -> bool:
+  """Whether layers with `layer_impl` run the CPU formulations (Winograd, thin 5x5 convs
+  as space-to-depth)."""
+  check_layer_conv_impl(layer_impl)
+  return layer_impl != "xla"
+
+
+def winograd_applies(layer_impl: str, batch: int, height: int, width: int,
+                     in_channels: int, out_channels: int) -> bool:
+  """Whether a 3x3, padding-1 conv2d on [batch, height, width, in_channels] runs as
+  Winograd: always with 'winograd'; with 'winograd_large' when both channel counts are
+  >= 16 and there are >= 16 output tiles of 4x4 (smaller ones run as fast as XLA's own
+  convolution, which compiles several times faster)."""
+  if not uses_cpu_formulations(layer_impl):
+    return False
+  if layer_impl == "winograd":
+    return True
+  tiles = batch * -(-height // WINOGRAD_TILE) * -(-width // WINOGRAD_TILE)
+  return (min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+          and tiles >= WINOGRAD_MIN_TILES)
 
 # PyTorch's default init: kaiming_uniform(a=sqrt(5)) == U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 _torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -155,13 +195,14 @@ def winograd_conv3x3(x: Array, kernel: Array) -> Array:
   """
   n, h, w, c = x.shape
   a = _TILE + 2
-  tiles = _winograd_input(x)  # [6, 6, N, th, tw, C]
-  th, tw = tiles.shape[3], tiles.shape[4]
-  u = winograd_kernel(kernel.astype(x.dtype))  # [6, 6, C, O]
-  # 36 matmuls [tiles, C] x [C, O], batched over the 6 x 6 tile positions.
-  products = lax.dot_general(tiles.reshape(a, a, n * th * tw, c), u,
-                             (((3,), (2,)), ((0, 1), (0, 1))))
-  return _winograd_output(products.reshape(a, a, n, th, tw, u.shape[-1]), h, w)
+  with jax.named_scope(WINOGRAD_SCOPE):
+    tiles = _winograd_input(x)  # [6, 6, N, th, tw, C]
+    th, tw = tiles.shape[3], tiles.shape[4]
+    u = winograd_kernel(kernel.astype(x.dtype))  # [6, 6, C, O]
+    # 36 matmuls [tiles, C] x [C, O], batched over the 6 x 6 tile positions.
+    products = lax.dot_general(tiles.reshape(a, a, n * th * tw, c), u,
+                               (((3,), (2,)), ((0, 1), (0, 1))))
+    return _winograd_output(products.reshape(a, a, n, th, tw, u.shape[-1]), h, w)
 
 
 def _uses_winograd(impl: str, x: Array, kernel: Array, padding: int) -> bool:
@@ -175,7 +216,7 @@ def conv2d(x: Array, kernel: Array, bias: Array, padding: int, impl: str = "xla"
 
   impl: 'xla' (`lax.conv_general_dilated`), 'winograd' (`winograd_conv3x3` for 3x3 kernels
   with padding 1, 'xla' otherwise) or 'winograd_large': 'winograd' when C and O >= 16 and
-  there are >= 16 4x4 output tiles, else 'xla' (cpu_policy.winograd_applies).
+  there are >= 16 4x4 output tiles, else 'xla' (`winograd_applies`).
   """
   kernel = kernel.astype(x.dtype)
   if _uses_winograd(impl, x, kernel, padding):
@@ -276,8 +317,10 @@ class Conv(nn.Module):
       thin = k == 5 and min(x.shape[-1], self.features) <= _THIN_CHANNELS
       even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
       if thin and even and uses_cpu_formulations(self.impl):
-        return depth_to_space(conv2d(space_to_depth(x), same5x5_as_space_to_depth_kernel(kernel),
-                                     jnp.tile(bias, 4), padding=1, impl="xla"))
+        with jax.named_scope(SPACE_TO_DEPTH_SCOPE):
+          return depth_to_space(conv2d(space_to_depth(x),
+                                       same5x5_as_space_to_depth_kernel(kernel),
+                                       jnp.tile(bias, 4), padding=1, impl="xla"))
       return conv2d(x, kernel, bias, padding=k // 2, impl=self.impl)
     if (self.stride, k) != (2, 5):
       raise NotImplementedError("only 5x5 stride-2 convolutions are strided here")

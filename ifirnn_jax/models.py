@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ifirnn_jax.cpu_policy import resolve_conv_impl
+from ifirnn_jax import platforms
 from ifirnn_jax.layers import Conv, ConvTranspose, ResBlock
 
 Array = jax.Array
@@ -56,7 +56,7 @@ class Cell(nn.Module):
   nh: int
   num_resblocks: int
   with_latent: bool = True
-  conv_impl: str = "xla"  # one of cpu_policy.LAYER_CONV_IMPLS
+  conv_impl: str = "xla"  # one of layers.LAYER_CONV_IMPLS
 
   def setup(self):
     fused, impl = self.n3 + self.nh, self.conv_impl
@@ -172,9 +172,9 @@ class IFIRNN:
     gated: has the "-reg" gate (trained with the stochastic gate; removed at inference).
     gate_hidden: width of the gate's hidden Dense layer.
     residual_output: L_t = B_t + F_L(f_R) (global residual).
-    scan_unroll: `lax.scan` unroll factor over frames; an int >= 1, or True for fully
-      unrolled (XLA:CPU's backward pass is much faster unrolled when the loop's convs are
-      XLA's own, docs/benchmarks.md; `cpu_policy.resolve_scan_unroll` picks it for training).
+    scan_unroll: `lax.scan` unroll factor over frames; an int >= 1, True for fully
+      unrolled, or 0 (auto per platform, `platforms.frame_scan_unroll`; XLA:CPU's
+      backward pass is much faster unrolled when the loop's convs are XLA's own).
     remat: rematerialise each frame step in the backward pass (bounds training memory).
     compute_dtype: 'float32' or 'bfloat16' (activations and weights in the forward pass;
       parameters stay float32).
@@ -182,9 +182,8 @@ class IFIRNN:
       layers.py, for float32 on CPU where it pays; XLA's convolution, i.e. cuDNN, on
       GPU), 'xla' or 'winograd'; same parameters. On CPU 'auto' is faster for inference
       and training, at the price of longer compiles and about twice the temporaries
-      (docs/benchmarks.md). 'auto' is resolved once, here, for JAX's default backend
-      (which building the model therefore starts; `cpu_devices.request_cpu_devices`
-      must come first), into `layer_conv_impl` (cpu_policy.resolve_conv_impl).
+      (docs/benchmarks.md). 'auto' is chosen for the platform the computation is
+      lowered for, never from JAX's default backend (platforms.py).
   """
 
   cells: int = 2
@@ -201,7 +200,6 @@ class IFIRNN:
   remat: bool = False
   compute_dtype: str = "float32"
   conv_impl: str = "auto"
-  layer_conv_impl: str = dataclasses.field(init=False, repr=False)  # conv_impl resolved
 
   def __post_init__(self):
     if isinstance(self.cells, (bool, float)) or self.cells not in (1, 2):
@@ -218,8 +216,7 @@ class IFIRNN:
     if self.compute_dtype not in COMPUTE_DTYPES:
       raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, "
                        f"got {self.compute_dtype!r}")
-    object.__setattr__(self, "layer_conv_impl",
-                       resolve_conv_impl(self.conv_impl, self.compute_dtype))
+    platforms.conv_impls(self.conv_impl, self.compute_dtype)  # ValueError if unknown
 
   # ----------------------------------------------------------------- structure
   @property
@@ -249,9 +246,10 @@ class IFIRNN:
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     return cls(**{k: v for k, v in fields.items() if k in names})
 
-  def cell_modules(self) -> list[Cell]:
+  def cell_modules(self, layer_impl: str = "xla") -> list[Cell]:
+    """The cells, convolutions run as `layer_impl` (any gives the same parameters)."""
     return [Cell(self.n1, self.n2, self.n3, self.nh, self.num_resblocks,
-                 with_latent=(k == self.cells - 1), conv_impl=self.layer_conv_impl)
+                 with_latent=(k == self.cells - 1), conv_impl=layer_impl)
             for k in range(self.cells)]
 
   def gate_module(self) -> Gate:
@@ -332,10 +330,20 @@ class IFIRNN:
     b, t, h, w, _ = blur.shape
     if h % 4 or w % 4:
       raise ValueError(f"apply_sequence needs H and W multiples of 4, got {h}x{w}; use deblur()")
+    on_cpu, elsewhere = platforms.choices(self.conv_impl, self.compute_dtype, self.scan_unroll,
+                                          (b, h // 4, w // 4, self.n3 + self.nh))
+    output, final_hidden, trace = platforms.per_platform(
+        self._run_sequence, on_cpu, elsewhere, params, blur, hidden, gate_key,
+        num_iterations=num_iterations, gate_mode=gate_mode, unroll_iterations=unroll_iterations)
+    return output, final_hidden, (GateTrace(*trace) if gate_mode is not None else None)
 
+  def _run_sequence(self, layer_impl, scan_unroll, params, blur, hidden, gate_key, *,
+                    num_iterations, gate_mode, unroll_iterations):
+    """apply_sequence run as `layer_impl`, unrolled by `scan_unroll`; GateTrace as a tuple."""
+    b, t, h, w, _ = blur.shape
     dtype = jnp.dtype(self.compute_dtype)
     params = jax.tree.map(lambda p: p.astype(dtype), params)
-    cells = self.cell_modules()
+    cells = self.cell_modules(layer_impl)
     frames = blur.astype(dtype).reshape(b * t, h, w, 3)
 
     def time_major(x):  # [B*T, ...] -> [T, B, ...]
@@ -370,14 +378,14 @@ class IFIRNN:
     if self.remat:
       frame_step = jax.checkpoint(frame_step)
     final_hidden, (fused, trace) = jax.lax.scan(
-        frame_step, hidden, (blur_features, jnp.arange(t)), unroll=self.scan_unroll)
+        frame_step, hidden, (blur_features, jnp.arange(t)), unroll=scan_unroll)
 
     # F_L once per frame, batched over the clip.
     fused = jnp.swapaxes(fused, 0, 1).reshape((b * t,) + fused.shape[2:])
     residual = apply_cell(last, Cell.latent_residual, fused)
     output = frames + residual if self.residual_output else residual
     output = output.reshape(b, t, h, w, 3).astype(jnp.float32)
-    return output, final_hidden, (GateTrace(*trace) if gate_mode is not None else None)
+    return output, final_hidden, (tuple(trace) if gate_mode is not None else None)
 
   def _iterate(self, fuse, next_hidden, hidden, num_iterations, gate_params, gate_mode, key,
                unroll=False):

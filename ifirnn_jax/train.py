@@ -31,7 +31,7 @@ stderr), 130 Ctrl-C, 143 SIGTERM (once the checkpoint being saved is complete).
 # 'data' axis (NamedSharding), 1 to N devices with no code change; several hosts through
 # `jax.distributed` (flags, or auto-detected under SLURM), each process feeding its slice
 # of every global batch. On a multi-core CPU one process trains over one XLA CPU device
-# per core, each step single-threaded (`config.cpu_devices`, cpu_devices.py); one
+# per core, each step single-threaded (`config.cpu_devices`, runtime/cpu_devices.py); one
 # single-core process per core (`launch/cpu_processes.sh`) is a little faster still, with
 # twice the memory. Exact resume: batch k and the gate's noise at step k are pure
 # functions of (seed, k), so a restarted run continues bit for bit.
@@ -58,9 +58,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from data_pipeline import clip_sampler, files, layouts, loaders, termination
 from ifirnn_jax import checkpoint as ckpt
-from ifirnn_jax import (cpu_devices, cpu_policy, default_config, evaluation, losses, reports,
-                        weights, writers)
+from ifirnn_jax import (default_config, evaluation, losses, reports, runtime, weights,
+                        writers)
 from ifirnn_jax import workdir as run_dir
+from ifirnn_jax.runtime import cpu_devices
 from ifirnn_jax.models import IFIRNN, Params
 
 
@@ -84,16 +85,15 @@ class TrainState:
 
 
 # ------------------------------------------------------------------ model, optimizer
-def create_model(config: ml_collections.ConfigDict, backend: str | None = None,
-                 device_count: int | None = None) -> IFIRNN:
-  """The IFIRNN of `config.model` (scan_unroll 0: cpu_policy's choice for the batch
-  split over `device_count` devices, default all)."""
+def create_model(config: ml_collections.ConfigDict) -> IFIRNN:
+  """The IFIRNN of `config.model` (scan_unroll 0: auto, chosen per platform by the model
+  for the batch each device runs, models.frame_scan_unroll)."""
   m = config.model
   return default_config.build_model(
       m.name, n1=m.n1, n2=m.n2, n3=m.n3, nh=m.nh, num_resblocks=m.num_resblocks,
       gate_hidden=m.gate_hidden, residual_output=m.residual_output,
       compute_dtype=m.compute_dtype,
-      scan_unroll=cpu_policy.resolve_scan_unroll(config, backend, device_count),
+      scan_unroll=m.scan_unroll,
       remat=m.remat, conv_impl=m.conv_impl)
 
 
@@ -252,7 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   # First, before anything starts JAX's backend, which fixes its number of CPU devices.
   default_config.check_cpu_devices(config)
   cpu_device_count = cpu_devices.resolve(config.cpu_devices, config.batch_size)
-  cpu_devices.request_cpu_devices(cpu_device_count)
+  runtime.setup(cpu_device_count)
   default_config.validate(config, jax.process_count())
   num_steps = default_config.num_train_steps(config)
 
@@ -344,7 +344,7 @@ def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: 
                config.batch_size)
 
   # ---------------------------------------------------------------- model, optimizer
-  model = create_model(config, device_count=mesh.size)
+  model = create_model(config)
   tx = create_optimizer(config)
   lr_fn = create_learning_rate_fn(config)
   seed_key = jax.random.key(config.seed)
@@ -570,7 +570,6 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-  cpu_policy.start_command()  # may re-execute this process once (cpu_policy.py)
   from absl import app, flags
   from ml_collections import config_flags
 

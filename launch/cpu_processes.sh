@@ -10,6 +10,12 @@
 # divisible by it. PYTHON picks the interpreter (default: python). Linux only (taskset,
 # from util-linux).
 set -euo pipefail
+# 2 MiB pages for XLA:CPU's buffers (glibc >= 2.35 reads this when a process starts; the
+# README's CPU notes). A glibc.malloc.hugetlb setting of the caller's wins.
+case ":${GLIBC_TUNABLES:-}:" in
+  *:glibc.malloc.hugetlb=*) ;;
+  *) export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1" ;;
+esac
 config=${1:-configs/demo.py:tiny}
 workdir=${2:-workdirs/cpu_processes}
 processes=${3:-$(nproc)}

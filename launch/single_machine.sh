@@ -4,6 +4,12 @@
 #   bash launch/single_machine.sh configs/gopro_c2h3_reg.py /data/GOPRO_Large [extra flags]
 # Restrict GPUs with CUDA_VISIBLE_DEVICES; config.batch_size must divide by their count.
 set -euo pipefail
+# 2 MiB pages for XLA:CPU's buffers (glibc >= 2.35 reads this when a process starts; the
+# README's CPU notes). A glibc.malloc.hugetlb setting of the caller's wins.
+case ":${GLIBC_TUNABLES:-}:" in
+  *:glibc.malloc.hugetlb=*) ;;
+  *) export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1" ;;
+esac
 config=${1:?usage: single_machine.sh CONFIG DATA_ROOT [flags...]}
 root=${2:?usage: single_machine.sh CONFIG DATA_ROOT [flags...]}
 shift 2

@@ -190,8 +190,8 @@ def test_bad_input_is_one_error_line_and_loses_nothing(tree, case):
     args = _train(tree, "--workdir", str(tree / "run"))
   args = [a.replace("{t}", str(tree)) for a in args]
   before = _snapshot(tree)
-  env = dict(os.environ, JAX_PLATFORMS="cpu", IFIRNN_JAX_HUGE_PAGES="0",
-             PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
+             TF_CPP_MIN_LOG_LEVEL="3")
   result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
   err = result.stderr

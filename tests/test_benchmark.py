@@ -87,7 +87,7 @@ def _run(tmp_path, *args, widths="4,6,8,4,1"):
 
 
 def test_tiny_inference_run_writes_the_report(tmp_path, capsys, monkeypatch):
-  monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")  # what the CLI restarts with
+  monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")  # as the launch scripts set
   report = _run(tmp_path, "--models", "C1H1,C2H2-reg", "--batch", "1", "--frames", "2")
   assert report["environment"]["glibc_tunables"] == "glibc.malloc.hugetlb=1"
   assert report["environment"]["matmul_precision"] == jax.config.jax_default_matmul_precision

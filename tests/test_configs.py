@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from ifirnn_jax import cpu_policy, default_config, train
+from ifirnn_jax import default_config, platforms, train
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
 TABLE1 = {f"C{c}H{n}" for c in (1, 2) for n in range(1, 5)} | {"C1H4-reg", "C2H3-reg",
@@ -75,29 +75,34 @@ def _rolled(unroll) -> bool:
   return unroll is not True and unroll == 1  # True == 1 in Python
 
 
+def _cpu_unroll(config, device_count: int, on_cpu: bool = True):
+  """The frame scan's unroll the demo's model runs with, each device taking its share."""
+  model = train.create_model(config)
+  impl = platforms.conv_impls(model.conv_impl, model.compute_dtype)[0 if on_cpu else 1]
+  side = config.crop_size // 4
+  return platforms.frame_scan_unroll(model.scan_unroll, impl, on_cpu,
+                                     config.batch_size // device_count, side, side,
+                                     model.n3 + model.nh)
+
+
 def test_scan_unroll_auto_rolls_on_cpu_only_where_the_loop_runs_winograd():
   # The demo: F_R's 3x3 convs at 4 clips x 24x24 x 48 channels = 144 Winograd tiles,
   # 72 per device on a 2-core machine (config.cpu_devices).
-  assert _rolled(cpu_policy.resolve_scan_unroll(_demo(), backend="cpu", device_count=1))
-  assert _rolled(cpu_policy.resolve_scan_unroll(_demo(), backend="cpu", device_count=2))
+  assert _rolled(_cpu_unroll(_demo(), device_count=1))
+  assert _rolled(_cpu_unroll(_demo(), device_count=2))
   # One clip of 64x64 crops: 16 tiles, the fewest that run as Winograd.
-  assert _rolled(cpu_policy.resolve_scan_unroll(_demo(batch_size=1, crop_size=64), backend="cpu",
-                                           device_count=1))
+  assert _rolled(_cpu_unroll(_demo(batch_size=1, crop_size=64), device_count=1))
   # One clip of 32x32 crops: 4 tiles, XLA's convolution, whose rolled backward is slow.
-  assert cpu_policy.resolve_scan_unroll(_demo(batch_size=1, crop_size=32), backend="cpu",
-                                   device_count=1) is True
+  assert _cpu_unroll(_demo(batch_size=1, crop_size=32), device_count=1) is True
   # The tile count is per device: 4 clips of 48x48 on 4 devices is 9 tiles each.
-  assert _rolled(cpu_policy.resolve_scan_unroll(_demo(batch_size=4, crop_size=48), backend="cpu",
-                                           device_count=1))
-  assert cpu_policy.resolve_scan_unroll(_demo(batch_size=4, crop_size=48), backend="cpu",
-                                   device_count=4) is True
+  assert _rolled(_cpu_unroll(_demo(batch_size=4, crop_size=48), device_count=1))
+  assert _cpu_unroll(_demo(batch_size=4, crop_size=48), device_count=4) is True
   # No Winograd: XLA's convolutions asked for, bfloat16, or fewer than 16 channels.
   for overrides in ({"model.conv_impl": "xla"}, {"model.compute_dtype": "bfloat16"},
                     {"model.n3": 8, "model.nh": 4}):
-    assert cpu_policy.resolve_scan_unroll(_demo(**overrides), backend="cpu",
-                                     device_count=1) is True, overrides
-  assert _rolled(cpu_policy.resolve_scan_unroll(_demo(), backend="gpu", device_count=1))
-  assert cpu_policy.resolve_scan_unroll(_demo(**{"model.scan_unroll": 2}), backend="cpu") == 2
+    assert _cpu_unroll(_demo(**overrides), device_count=1) is True, overrides
+  assert _rolled(_cpu_unroll(_demo(), device_count=1, on_cpu=False))
+  assert _cpu_unroll(_demo(**{"model.scan_unroll": 2}), device_count=1) == 2
 
 
 def test_build_model_reads_cells_iterations_and_gate_from_the_name():

@@ -9,7 +9,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from ifirnn_jax import cpu_devices
+from ifirnn_jax.runtime import cpu_devices
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def _fresh_python(code, xla_flags=None):
 
 REQUEST = """
 import jax
-from ifirnn_jax import cpu_devices
+from ifirnn_jax.runtime import cpu_devices
 {before}
 applied = cpu_devices.request_cpu_devices(2)
 devices = cpu_devices.training_devices(1)

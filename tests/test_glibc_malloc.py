@@ -1,4 +1,5 @@
-"""glibc_malloc.fix_mmap_threshold: a large block stays mmapped after a larger one is freed.
+"""runtime.setup(stream_frames=True) (glibc_malloc.fix_mmap_threshold): a large block stays
+mmapped after a larger one is freed.
 
 Each case runs in a fresh Python process (a clean malloc state). It mallocs and frees a
 16 MiB block, then mallocs 4 MiB, and reads whether glibc served that block with a
@@ -11,15 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ifirnn_jax import huge_pages
+from ifirnn_jax.runtime import huge_pages
 
 REPO = Path(__file__).resolve().parents[1]
 
 _PROBE = """
 import ctypes, sys
-from ifirnn_jax import glibc_malloc
-if sys.argv[1] == "fixed":
-  assert glibc_malloc.fix_mmap_threshold()
+from ifirnn_jax import runtime
+if sys.argv[1] == "fixed":  # what the deblur command's setup does
+  assert runtime.setup(stream_frames=True).mmap_threshold_fixed
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = (ctypes.c_size_t,)

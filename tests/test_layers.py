@@ -2,15 +2,13 @@
 (`lax.conv_general_dilated` at full precision), PyTorch's conv2d / conv_transpose2d, and
 the Winograd transforms written out as matrices (Lavin & Gray 2016)."""
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import ifirnn_jax as ifr
-from ifirnn_jax import cpu_policy, layers
+from ifirnn_jax import layers, platforms
 
 torch = pytest.importorskip("torch", reason="torch comes with the [test] extra")
 import torch.nn.functional as F  # noqa: E402
@@ -113,33 +111,28 @@ def test_winograd_large_uses_winograd_for_large_3x3_convolutions_only():
     ifr.IFIRNN(conv_impl="fast")
 
 
-@pytest.mark.parametrize("impl,dtype,backend,expected", [
-    ("auto", "float32", "cpu", "winograd_large"),
-    ("auto", "float32", "gpu", "xla"),       # cuDNN and co. on accelerators
-    ("auto", "float32", "tpu", "xla"),
-    ("auto", "bfloat16", "cpu", "xla"),
-    ("xla", "float32", "cpu", "xla"),
-    ("winograd", "float32", "gpu", "winograd"),
-    ("winograd", "bfloat16", "cpu", "winograd"),
+@pytest.mark.parametrize("impl,dtype,expected", [
+    ("auto", "float32", ("winograd_large", "xla")),  # cuDNN and co. on accelerators
+    ("auto", "bfloat16", ("xla", "xla")),
+    ("xla", "float32", ("xla", "xla")),
+    ("winograd", "float32", ("winograd", "winograd")),
+    ("winograd", "bfloat16", ("winograd", "winograd")),
 ])
-def test_conv_impl_resolution(impl, dtype, backend, expected):
-  assert cpu_policy.resolve_conv_impl(impl, dtype, backend) == expected
+def test_conv_impl_per_platform(impl, dtype, expected):
+  """(on CPU, elsewhere): the layer impls conv_impl runs as."""
+  assert platforms.conv_impls(impl, dtype) == expected
+  assert "conv_impl" not in ifr.IFIRNN(conv_impl=impl, compute_dtype=dtype).description()
 
 
-def test_auto_is_resolved_once_when_the_model_is_built(monkeypatch):
-  """Built once for the default backend; tracing and running then never ask for it."""
-  # Widths no other test uses, so that no jit cache spares the trace.
-  model = ifr.IFIRNN(cells=1, iterations=2, n1=3, n2=5, n3=7, nh=5, num_resblocks=1)
-  expected = "winograd_large" if jax.default_backend() == "cpu" else "xla"
-  assert (model.conv_impl, model.layer_conv_impl) == ("auto", expected)
-  assert ifr.IFIRNN(compute_dtype="bfloat16").layer_conv_impl == "xla"
-  assert dataclasses.replace(model, conv_impl="winograd").layer_conv_impl == "winograd"
-  assert "layer_conv_impl" not in model.description()
-
-  def no_backend_lookup():
-    raise AssertionError("the backend was looked up after the model was built")
+def test_building_tracing_and_running_never_ask_for_the_backend(monkeypatch):
+  """conv_impl 'auto' is chosen per lowering platform, not from JAX's default backend."""
+  def no_backend_lookup(*args, **kwargs):
+    raise AssertionError("the model asked for the backend")
 
   monkeypatch.setattr(jax, "default_backend", no_backend_lookup)
+  monkeypatch.setattr(jax, "devices", no_backend_lookup)
+  # Widths no other test uses, so that no jit cache spares the trace.
+  model = ifr.IFIRNN(cells=1, iterations=2, n1=3, n2=5, n3=7, nh=5, num_resblocks=1)
   params = model.init(jax.random.key(0))
   video = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
   assert model.deblur(params, video).shape == (2, 8, 8, 3)

@@ -38,7 +38,8 @@ def test_blur_and_latent_branches_run_once_per_frame_whatever_n(cells):
   """F_B and F_L see each frame once; F_R runs N (C1) or N + 1 (C2) times per frame."""
   batch, frames = 2, 5
   for n in (1, 4):
-    model = ifr.IFIRNN(cells=cells, iterations=n, **TINY)
+    # One formulation: conv_impl 'auto' traces a CPU one and another (platforms.py).
+    model = ifr.IFIRNN(cells=cells, iterations=n, conv_impl="xla", **TINY)
     params = model.init(jax.random.key(0))
     seen = {"blur_features": 0, "latent_residual": 0, "fuse": 0}
 

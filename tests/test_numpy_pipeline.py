@@ -118,8 +118,7 @@ def test_bad_loader_value_is_one_error_line(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "ifirnn_jax.train", "--config", "configs/demo.py:tiny",
        "--config.data.loader=torch", "--workdir", str(tmp_path / "w")],
-      cwd=root, env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(root),
-                         IFIRNN_JAX_HUGE_PAGES="0"),
+      cwd=root, env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(root)),
       capture_output=True, text=True, timeout=300)
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == (

@@ -324,7 +324,7 @@ def test_interrupting_training_is_a_short_message(tmp_path, signum):
         for t, frame in enumerate(_frames(6, height=24, width=32, seed=s)):
           image_io.write_image(root / split / f"seq{s}" / folder / f"{t:06d}.png", frame)
   workdir = tmp_path / "w"
-  env = dict(os.environ, JAX_PLATFORMS="cpu", IFIRNN_JAX_HUGE_PAGES="0",
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
              PYTHONPATH=str(Path(__file__).resolve().parents[1]), PYTHONUNBUFFERED="1")
   process = subprocess.Popen(
       [sys.executable, "-m", "ifirnn_jax.train", "--config", "configs/demo.py:tiny",

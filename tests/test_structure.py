@@ -69,3 +69,38 @@ def test_no_python_file_is_over_600_lines():
   long = {str(p.relative_to(ROOT)): n for p in _modules().values()
           if (n := len(p.read_text().splitlines())) > MAX_LINES}
   assert not long, long
+
+
+# The model and what it computes: a pure description that knows nothing of the machine.
+CORE = ("ifirnn_jax.models", "ifirnn_jax.layers", "ifirnn_jax.platforms", "ifirnn_jax.losses",
+        "ifirnn_jax.metrics", "ifirnn_jax.weights")
+RUNTIME = "ifirnn_jax.runtime"
+COMMANDS = ("ifirnn_jax.train", "ifirnn_jax.evaluate", "ifirnn_jax.deblur",
+            "ifirnn_jax.export", "ifirnn_jax.benchmark", "ifirnn_jax.gpu_check",
+            "ifirnn_jax.cli")
+
+
+def _within(name, packages):
+  return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def test_the_core_imports_neither_the_runtime_layer_nor_the_commands():
+  graph = _graph()
+  for core in CORE:
+    reached, todo = set(), [core]
+    while todo:  # everything `core` imports, directly or through others
+      for name in graph[todo.pop()] - reached:
+        reached.add(name)
+        todo.append(name)
+    wrong = sorted(n for n in reached if _within(n, (RUNTIME,) + COMMANDS))
+    assert not wrong, f"{core} imports {wrong}"
+
+
+def test_backend_queries_exec_and_mallopt_live_only_in_the_runtime_layer():
+  words = ("default_backend", "execv", "execve", "mallopt")
+  found = {name: [w for w in words if w in path.read_text()]
+           for name, path in _modules().items() if not _within(name, (RUNTIME,))}
+  assert not any(found.values()), {k: v for k, v in found.items() if v}
+  for name in CORE:  # nor does the core ask which devices there are
+    text = _modules()[name].read_text()
+    assert "jax.devices(" not in text and "device_count(" not in text, name

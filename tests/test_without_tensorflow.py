@@ -21,8 +21,7 @@ SHIM = ("import sys; sys.modules['tensorflow'] = None; "
 
 
 def _run_without_tensorflow(code: str, timeout: int = 600) -> subprocess.CompletedProcess:
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1",
-             IFIRNN_JAX_HUGE_PAGES="0")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
   return subprocess.run([sys.executable, "-c", SHIM + code], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=timeout)
 

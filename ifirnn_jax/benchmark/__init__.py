@@ -18,7 +18,7 @@ loss) for each `--scan-unroll` value, and `torch_reference.make_train_step`, fro
 initial weights and batch; steps/s, ratios, and peak memory, each variant in its own child
 process by default (`--isolate`) so that one framework's peak does not hide the other's.
 On CPU our step runs, as training runs it, over one XLA CPU device per core that
-divides the batch, each single-threaded (`--cpu-devices`, ifirnn_jax/cpu_devices.py);
+divides the batch, each single-threaded (`--cpu-devices`, ifirnn_jax/runtime/cpu_devices.py);
 with `--processes N` as N processes pinned to one core each, data parallel over
 `jax.distributed` on loopback, as `launch/cpu_processes.sh` trains.
 With `--data DATASET` it also times the training input pipeline alone at the same batch,

@@ -14,11 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-import jax
-
 from data_pipeline import console, files, outputs
 from data_pipeline.errors import DataError
-from ifirnn_jax import cpu_devices
+from ifirnn_jax import runtime
 from ifirnn_jax.benchmark.inference import run_inference
 from ifirnn_jax.benchmark.memory import MEMORY_LENGTHS, run_memory
 from ifirnn_jax.benchmark.report import inference_table, memory_table, train_table
@@ -27,7 +25,8 @@ from ifirnn_jax.benchmark.settings import (MODE_DEFAULTS, SMALL_TRAIN_WIDTHS, SP
                                            make_model, parse_widths, select_device,
                                            torch_available, unroll_label)
 from ifirnn_jax.benchmark.train_run import run_train
-from ifirnn_jax.cpu_policy import CONV_IMPLS
+from ifirnn_jax.layers import CONV_IMPLS
+from ifirnn_jax.runtime import cpu_devices
 
 
 def _commas(values: tuple[int, ...]) -> str:
@@ -161,7 +160,7 @@ def _cpu_devices(args: argparse.Namespace, platform: str) -> int:
 def settings_from_args(args: argparse.Namespace) -> Settings:
   defaults = MODE_DEFAULTS[args.mode]
   pick = lambda name: defaults[name] if getattr(args, name) is None else getattr(args, name)  # noqa: E731
-  platform = args.device or jax.default_backend()
+  platform = args.device or runtime.default_platform()
   if platform not in ("cpu", "gpu", "cuda", "rocm"):
     raise BenchmarkError(f"JAX's default backend is {platform!r}; pass --device cpu or gpu")
   platform = "gpu" if platform in ("cuda", "rocm") else platform

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from data_pipeline.console import plural
-from ifirnn_jax import huge_pages
+from ifirnn_jax.runtime import huge_pages
 
 
 def _pages(report: dict[str, Any]) -> str:

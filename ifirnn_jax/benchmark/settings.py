@@ -97,7 +97,7 @@ def environment(device: jax.Device) -> dict[str, Any]:
   env = {"jax": jax.__version__, "backend": device.platform,
          "device_kind": device.device_kind, "cpu_count": os.cpu_count(),
          "python": sys.version.split()[0],
-         # 2 MiB pages change CPU timings (huge_pages.py); both frameworks run under them.
+         # 2 MiB pages change CPU timings (runtime/huge_pages.py); both frameworks run under them.
          "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
          # None (JAX's default) lets GPUs run float32 convs and matmuls as TF32.
          "matmul_precision": jax.config.jax_default_matmul_precision}

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from ifirnn_jax import cpu_devices
+from ifirnn_jax import runtime
 from ifirnn_jax.benchmark.probes import current_rss_bytes, peak_rss_bytes
 from ifirnn_jax.benchmark.train_step import import_framework, open_train_variant, variant_name
 
@@ -23,8 +23,7 @@ def _serve_variant(connection: Any, job: dict[str, Any]) -> None:
       os.sched_setaffinity(0, {job["core"]})
       cli.initialize_distributed(job["coordinator_address"], job["num_processes"],
                                  job["process_id"])
-    if job.get("cpu_devices", 1) > 1:  # also before JAX starts its backend
-      cpu_devices.request_cpu_devices(job["cpu_devices"])
+    runtime.setup(job.get("cpu_devices", 1))  # also before JAX starts its backend
     import_framework(job["framework"])
     baseline = current_rss_bytes()
     variant = open_train_variant(job)

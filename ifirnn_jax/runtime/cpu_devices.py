@@ -7,11 +7,10 @@ device per core, each compiled to run single-threaded (`xla_cpu_multi_thread_eig
 runs the shards side by side on their own cores, as `launch/cpu_processes.sh` does with
 one process per core, but in one process and with an in-memory all-reduce.
 
-JAX fixes the number of CPU devices when its backend starts (the first JAX operation,
-or building an IFIRNN with conv_impl 'auto', which asks for the default backend), so
-`request_cpu_devices` must run before that: `train.train_and_evaluate` and the
-benchmark's child processes call it first thing. When the backend is already running
-(a notebook that ran JAX before), when the user set
+JAX fixes the number of CPU devices when its backend starts (the first JAX operation),
+so `request_cpu_devices` must run before that: `runtime.setup` does, which
+`train.train_and_evaluate` and the benchmark's child processes call first thing. When the
+backend is already running (a notebook that ran JAX before), when the user set
 `--xla_force_host_platform_device_count` in XLA_FLAGS (theirs wins), or in a
 multi-process run, it changes nothing.
 """

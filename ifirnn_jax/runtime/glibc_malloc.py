@@ -10,7 +10,7 @@ back to the kernel when freed, and the resident set follows what is alive.
 
 The price is page faults: each large block is faulted in afresh at every use
 (docs/benchmarks.md, "Memory of deblur over video length", has the figures). Only the
-deblur command sets it; training keeps glibc's default (`ifirnn_jax.huge_pages` covers
+deblur command sets it; training keeps glibc's default (`ifirnn_jax.runtime.huge_pages` covers
 its buffers).
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ctypes
 
-from ifirnn_jax import huge_pages
+from ifirnn_jax.runtime import huge_pages
 
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 # Blocks this large or larger get their own mapping (glibc's starting value is 128 KiB).
