@@ -18,6 +18,7 @@ functions of (seed, k), so a restarted run continues bit for bit.
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 import time
@@ -37,8 +38,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from data_pipeline import files, layouts, loaders, termination
 from ifirnn_jax import checkpoint as ckpt
-from ifirnn_jax import (cpu_devices, cpu_policy, default_config, evaluation, losses, reports,
-                        weights, writers)
+from ifirnn_jax import (cpu_devices, cpu_policy, default_config, device_input, evaluation,
+                        input_noise, losses, reports, weights, writers)
 from ifirnn_jax.models import IFIRNN, Params
 
 
@@ -100,14 +101,19 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
 
 
 # ------------------------------------------------------------------ the step
-def train_step(state: TrainState, batch: dict[str, jax.Array], seed_key: jax.Array, *,
-               model: IFIRNN, tx: optax.GradientTransformation,
+def train_step(state: TrainState, batch: dict[str, jax.Array], seed_key: jax.Array,
+               first_bad_step: jax.Array, *, model: IFIRNN, tx: optax.GradientTransformation,
                lr_fn: optax.Schedule, reg_lambda: float, reg_tau: float,
                mesh: Mesh | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
   """One Adam step on L_content (+ lambda * L_reg for gated models), through all frames.
 
-  batch: {'blur', 'sharp'}: [B, T, H, W, 3] float32 in [0, 1], sharded on 'data'.
+  batch: {'blur', 'sharp'}: [B, T, H, W, 3] float32 in [0, 1], sharded on 'data'; with
+    the loaders' 'noise_key' and 'noise_sigma' the blur's per-pixel noise is drawn
+    here, on the device (input_noise.py).
   The gate's Gumbel noise comes from fold_in(seed_key, step): a pure function of both.
+  first_bad_step: int32 [], the first step whose loss was not finite, 0 if none; the
+    metrics carry it on ('first_bad_step', this step's number if its loss is the first
+    non-finite one), so the loop learns of a bad loss without waiting for every step.
   mesh: the devices the batch is sharded over ('data' axis). Over several devices and
     for a model without gate, each shard computes its gradients (`jax.shard_map`) and
     they are averaged in one all-reduce of all of them raveled into one vector, not
@@ -120,6 +126,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], seed_key: jax.Arr
   gate_key = jax.random.fold_in(seed_key, state.step)
 
   def loss_fn(params, batch):
+    batch = input_noise.add_noise(batch)  # per clip: each shard draws its clips' noise
     output, _, trace = model.apply_sequence(
         params, batch["blur"], gate_mode="gumbel" if model.gated else None,
         gate_key=gate_key if model.gated else None, unroll_iterations=True)
@@ -132,8 +139,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], seed_key: jax.Arr
   (loss, terms), grads = grad_fn(state.params, batch)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
+  first_bad_step = jnp.where((first_bad_step == 0) & ~jnp.isfinite(loss),
+                             state.step + 1, first_bad_step).astype(jnp.int32)
   metrics = dict(terms, loss=loss, grad_norm=optax.global_norm(grads),
-                 learning_rate=lr_fn(state.step))
+                 learning_rate=lr_fn(state.step), first_bad_step=first_bad_step)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
@@ -150,7 +159,8 @@ def data_mesh(devices: list[jax.Device]) -> Mesh:
 class JittedStep(NamedTuple):
   """`train_step` jitted over a mesh, with the shardings of its arguments."""
 
-  fn: Callable[..., tuple[TrainState, dict[str, jax.Array]]]  # (state, batch, seed_key)
+  fn: Callable[..., tuple[TrainState, dict[str, jax.Array]]]  # (state, batch, seed_key,
+  #                                                           first_bad_step)
   replicated: NamedSharding      # the state, the seed key and the metrics
   data_sharding: NamedSharding   # the batch: clips split over the 'data' axis
 
@@ -159,15 +169,17 @@ def make_train_step(model: IFIRNN, tx: optax.GradientTransformation, lr_fn: opta
                     mesh: Mesh, *, reg_lambda: float, reg_tau: float) -> JittedStep:
   """The step training runs (and `python -m ifirnn_jax.benchmark --mode train` times).
 
-  `fn(state, batch, seed_key) -> (state, metrics)` donates `state`. On CPU devices each
-  device runs its share single-threaded (cpu_devices.step_compiler_options).
+  `fn(state, batch, seed_key, first_bad_step) -> (state, metrics)` donates `state`
+  (`first_bad_step`: 0 at the start, then the last step's metrics['first_bad_step']).
+  On CPU devices each device runs its share single-threaded
+  (cpu_devices.step_compiler_options).
   """
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P("data"))
   fn = jax.jit(
       functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn, reg_lambda=reg_lambda,
                         reg_tau=reg_tau, mesh=mesh),
-      in_shardings=(replicated, data_sharding, replicated),
+      in_shardings=(replicated, data_sharding, replicated, replicated),
       out_shardings=(replicated, replicated), donate_argnums=0,
       compiler_options=cpu_devices.step_compiler_options(list(mesh.devices.flat)))
   return JittedStep(fn, replicated, data_sharding)
@@ -208,6 +220,33 @@ def _sequences(config: ml_collections.ConfigDict, split: str,
   extra = {"blur_dir": config.data.blur_dir} if config.data.layout == "gopro" else {}
   return layouts.find_sequences(config.data.root, config.data.layout, split,
                                 clip_length=clip_length, **extra)
+
+
+# Steps dispatched ahead of the last finished one, and batches sent to the devices ahead.
+MAX_STEPS_AHEAD = 2
+PREFETCH_BATCHES = 2
+
+
+def _stop_if_not_finite(first_bad_step: jax.Array, history: list[dict[str, jax.Array]],
+                        step: int, checkpoints: ckpt.RunCheckpoints, workdir: Path) -> None:
+  """Raises TrainingError if a loss up to `step` was not finite (waits for `step`).
+
+  history: the metrics of the steps since the last log, `step`'s last (the first bad
+  step is among them: every log step is checked).
+  """
+  bad = int(jax.device_get(first_bad_step))
+  if not bad:
+    return
+  index = bad - (step - len(history) + 1)
+  loss = float(jax.device_get(history[index]["loss"])) if 0 <= index < len(history) else math.nan
+  checkpoints.wait()
+  last_good = checkpoints.latest_step()
+  kept = (f"The last good checkpoint (step {last_good}) in {workdir / 'checkpoints'} "
+          f"is intact" if last_good is not None else
+          f"No checkpoint was saved before it ({workdir / 'checkpoints'} is empty)")
+  raise TrainingError(
+      f"non-finite loss ({loss}) at step {bad}: stopping. {kept}; lower "
+      "config.learning_rate or set config.grad_clip_norm and restart.")
 
 
 def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
@@ -315,25 +354,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  start_step + 1, num_steps, start_step)
   else:
     logging.info("Training %s for %d steps", model.name, num_steps)
+  # The loop runs ahead of the devices: it reads device values only at log, evaluation
+  # and checkpoint steps, and otherwise waits (without a transfer) for step k - 2 once
+  # step k is dispatched, so at most MAX_STEPS_AHEAD steps and their batches are queued.
+  batches = device_input.prefetch_to_device(train_iter, data_sharding, PREFETCH_BATCHES)
+  first_bad_step = jax.jit(lambda: jnp.zeros((), jnp.int32), out_shardings=replicated)()
+  in_flight: collections.deque = collections.deque()
   try:
     for step in range(start_step + 1, num_steps + 1):
-      local = next(train_iter)
-      batch = {k: jax.make_array_from_process_local_data(data_sharding, v)
-               for k, v in local.items()}
-      state, metrics = step_fn(state, batch, seed_key)
-      loss = float(metrics["loss"])
-      if not math.isfinite(loss):
-        checkpoints.wait()
-        last_good = checkpoints.latest_step()
-        kept = (f"The last good checkpoint (step {last_good}) in {workdir_path / 'checkpoints'} "
-                f"is intact" if last_good is not None else
-                f"No checkpoint was saved before it ({workdir_path / 'checkpoints'} is empty)")
-        raise TrainingError(
-            f"non-finite loss ({loss}) at step {step}: stopping. {kept}; lower "
-            "config.learning_rate or set config.grad_clip_norm and restart.")
+      state, metrics = step_fn(state, next(batches), seed_key, first_bad_step)
+      first_bad_step = metrics.pop("first_bad_step")
       history.append(metrics)
+      in_flight.append(metrics["loss"])
+      if len(in_flight) > MAX_STEPS_AHEAD:
+        jax.block_until_ready(in_flight.popleft())
+      logs = step % config.log_every_steps == 0 or step == num_steps
+      evaluates = step % config.eval_every_steps == 0 or step == num_steps
+      saves = step % config.checkpoint_every_steps == 0 or step == num_steps
+      if logs or evaluates or saves:  # never log, score or save a non-finite state
+        _stop_if_not_finite(first_bad_step, history, step, checkpoints, workdir_path)
 
-      if step % config.log_every_steps == 0 or step == num_steps:
+      if logs:
         now = time.perf_counter()
         scalars = _mean_metrics(history)
         steps_per_sec = (step - last_log_step) / (now - last_log_time)
@@ -345,7 +386,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                        files.hms((num_steps - step) / steps_per_sec))
         history, last_log_time, last_log_step = [], now, step
 
-      if step % config.eval_every_steps == 0 or step == num_steps:
+      if evaluates:
         try:
           summary = evaluation.evaluate_sequences(
               model, _host_params(state.params), eval_sequences,
@@ -362,7 +403,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           with termination.deferred_interrupts():  # a save is never cut halfway
             checkpoints.save_best(step, state.params, model, summary.psnr)
 
-      if step % config.checkpoint_every_steps == 0 or step == num_steps:
+      if saves:
         with termination.deferred_interrupts():
           checkpoints.save(step, state.params,
                            {"step": state.step, "opt_state": state.opt_state}, model)
