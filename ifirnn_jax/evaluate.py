@@ -130,7 +130,7 @@ def _save_frames(results: Iterator[FrameResult], settings: Sequence[Setting],
       folder = Path(save_dir) / (settings[result.setting].slug if len(settings) > 1 else "")
       path = (folder / result.sequence / result.frame).with_suffix(".png")
       path.parent.mkdir(parents=True, exist_ok=True)
-      image_io.write_image(path, np.asarray(metrics.quantize(result.output), np.uint8))
+      image_io.write_image(path, metrics.to_uint8_host(result.output))
     yield result
 
 

@@ -227,6 +227,15 @@ MAX_STEPS_AHEAD = 2
 PREFETCH_BATCHES = 2
 
 
+def max_steps_ahead(mesh: Mesh) -> int:
+  """MAX_STEPS_AHEAD; 1 over several CPU devices, whose all-reduce of one step waits on a
+  rendezvous of every device's thread: with many steps queued back to back the CPU
+  client's threads were all taken by queued work and the rendezvous timed out (40 s,
+  the process aborted), seen with 2 devices on 2 cores."""
+  cpu = mesh.devices.flat[0].platform == "cpu"
+  return 1 if cpu and mesh.size > 1 else MAX_STEPS_AHEAD
+
+
 def _stop_if_not_finite(first_bad_step: jax.Array, history: list[dict[str, jax.Array]],
                         step: int, checkpoints: ckpt.RunCheckpoints, workdir: Path) -> None:
   """Raises TrainingError if a loss up to `step` was not finite (waits for `step`).
@@ -356,17 +365,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info("Training %s for %d steps", model.name, num_steps)
   # The loop runs ahead of the devices: it reads device values only at log, evaluation
   # and checkpoint steps, and otherwise waits (without a transfer) for step k - 2 once
-  # step k is dispatched, so at most MAX_STEPS_AHEAD steps and their batches are queued.
+  # step k is dispatched (k - 1 over several CPU devices), so at most max_steps_ahead
+  # steps and PREFETCH_BATCHES batches are queued.
   batches = device_input.prefetch_to_device(train_iter, data_sharding, PREFETCH_BATCHES)
   first_bad_step = jax.jit(lambda: jnp.zeros((), jnp.int32), out_shardings=replicated)()
   in_flight: collections.deque = collections.deque()
+  steps_ahead = max_steps_ahead(mesh)
   try:
     for step in range(start_step + 1, num_steps + 1):
       state, metrics = step_fn(state, next(batches), seed_key, first_bad_step)
       first_bad_step = metrics.pop("first_bad_step")
       history.append(metrics)
       in_flight.append(metrics["loss"])
-      if len(in_flight) > MAX_STEPS_AHEAD:
+      if len(in_flight) > steps_ahead:
         jax.block_until_ready(in_flight.popleft())
       logs = step % config.log_every_steps == 0 or step == num_steps
       evaluates = step % config.eval_every_steps == 0 or step == num_steps

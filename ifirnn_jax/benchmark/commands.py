@@ -5,7 +5,8 @@ workdir, validation and checkpoints only after the timed steps) logs its steps/s
 `repeats` steps; the steps/s of its second log interval (compilation and start-up are
 in the first) stands next to the bare jitted step of the same config (the same model,
 optimizer, batch and devices, `train.make_train_step`) dispatched `repeats` times back
-to back on one fixed batch with one wait at the end.
+to back on one fixed batch with one wait at the end (over several CPU devices at most
+`train.max_steps_ahead` steps queued, as the loop runs them).
 
 Deblur: `deblur.run` (the command's code: decode a synthetic H.264 video, the model,
 clip and encode into H.264) on `frames` frames of height x width, timed after a run of
@@ -126,9 +127,17 @@ def bare_train_steps_per_s(config_arg: str, repeats: int) -> dict[str, Any]:
   for _ in range(3):  # compiles, then settles
     state, metrics = step.fn(state, batch, key, *extra)
   jax.block_until_ready((state, metrics))
+  # Back to back, bounded as the loop bounds it over several CPU devices (more steps
+  # queued there deadlock the all-reduce's rendezvous: train.max_steps_ahead).
+  ahead = (train.max_steps_ahead(mesh) if hasattr(train, "max_steps_ahead") and mesh.size > 1
+           and mesh.devices.flat[0].platform == "cpu" else 0)
+  queue = []
   start = time.perf_counter()
   for _ in range(repeats):
     state, metrics = step.fn(state, batch, key, *extra)
+    queue.append(metrics["loss"])
+    if ahead and len(queue) > ahead:
+      jax.block_until_ready(queue.pop(0))
   jax.block_until_ready((state, metrics))
   seconds = time.perf_counter() - start
   return {"steps_per_s": repeats / seconds, "step_s": seconds / repeats,
