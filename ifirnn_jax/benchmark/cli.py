@@ -17,6 +17,7 @@ import jax
 
 from data_pipeline import files
 from ifirnn_jax import cpu_devices
+from ifirnn_jax.benchmark.commands import commands_table, run_commands
 from ifirnn_jax.benchmark.inference import run_inference
 from ifirnn_jax.benchmark.memory import MEMORY_LENGTHS, run_memory
 from ifirnn_jax.benchmark.report import inference_table, memory_table, train_table
@@ -59,9 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="python -m ifirnn_jax.benchmark", description=__doc__.split("\n\n")[0],
       formatter_class=_DefaultsHelpFormatter)
-  p.add_argument("--mode", choices=("inference", "train", "memory"), default="inference",
+  p.add_argument("--mode", choices=("inference", "train", "memory", "commands"),
+                 default="inference",
                  help="memory: peak RSS of the deblur command on synthetic videos of "
-                 "--lengths frames (default 1280x720, C1H1 at widths 4,6,8,4,1)")
+                 "--lengths frames (default 1280x720, C1H1 at widths 4,6,8,4,1); "
+                 "commands: the train command's steps/s against its bare jitted step at "
+                 "--config, and the deblur command's frames/s against the bare model "
+                 "(default C1H1 at the demo's widths, 960x540, 30 frames)")
+  p.add_argument("--config", help="commands: the train config, configs/<x>.py[:arg] "
+                 "(default configs/demo.py)")
+  p.add_argument("--override", action="append", default=[],
+                 help="commands: a config field for the train command and its bare step, "
+                 "e.g. --override batch_size=16 (repeatable)")
   p.add_argument("--lengths", default=",".join(map(str, MEMORY_LENGTHS)),
                  help="memory: video lengths in frames, comma-separated")
   p.add_argument("--models", help="comma-separated C1HN/C2HN[-reg] names (inference default: "
@@ -221,13 +231,13 @@ def run(settings: Settings) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
-  if args.mode == "memory":
+  if args.mode in ("memory", "commands"):
     try:
-      report = run_memory(args)
+      report = run_memory(args) if args.mode == "memory" else run_commands(args)
     except BenchmarkError as e:
       print(f"error: {e}", file=sys.stderr)
       return 2
-    print(memory_table(report))
+    print(memory_table(report) if args.mode == "memory" else commands_table(report))
     print(f"results: {args.out}")
     return 0
   if args.mode == "train" and args.isolate:

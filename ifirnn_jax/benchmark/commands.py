@@ -22,7 +22,9 @@ pair through `python -m ifirnn_jax.benchmark.commands`), one after the other.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -43,15 +45,29 @@ COMMANDS_DEFAULTS = dict(config="configs/demo.py", repeats=100, height=540, widt
                          frames=30, models="C1H1", widths="16,24,32,16,3")
 
 
-def load_config(config_arg: str) -> Any:
-  """configs/<x>.py[:arg] -> its get_config(arg)."""
+def load_config(config_arg: str, overrides: list[str] = ()) -> Any:
+  """configs/<x>.py[:arg] -> its get_config(arg), with 'field=value' overrides."""
   path, _, arg = config_arg.partition(":")
   if not Path(path).is_file():
     raise BenchmarkError(f"--config {config_arg}: no such config file")
   spec = importlib.util.spec_from_file_location("benchmark_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  config = module.get_config(arg or None)
+  for item in overrides:
+    field, _, text = item.partition("=")
+    node, *path = [config, *field.split(".")]
+    try:
+      for name in path:
+        node = node[name]
+    except (KeyError, AttributeError, TypeError):
+      node = None
+    if not text or node is None:
+      raise BenchmarkError(f"--override {item!r}: not 'field=value' of a config field")
+    kind = type(node)
+    value = (text.lower() in ("1", "true")) if kind is bool else kind(text)
+    config.update_from_flattened_dict({field: value})
+  return config
 
 
 def _child(args: list[str], timeout: float | None = None) -> dict[str, Any]:
@@ -68,11 +84,13 @@ def _child(args: list[str], timeout: float | None = None) -> dict[str, Any]:
 _STEPS_PER_SEC = re.compile(r"\[(\d+)\] .*steps_per_sec=([0-9.eE+-]+)")
 
 
-def train_command_steps_per_s(config_arg: str, repeats: int, workdir: Path) -> dict[str, Any]:
+def train_command_steps_per_s(config_arg: str, repeats: int, workdir: Path,
+                              overrides: list[str] = ()) -> dict[str, Any]:
   """The `train` command's steps/s over steps repeats+1..2*repeats (from its log)."""
   steps = 2 * repeats
   command = [sys.executable, "-m", "ifirnn_jax.train", "--config", config_arg,
-             "--workdir", str(workdir), f"--config.num_train_steps={steps}",
+             "--workdir", str(workdir), *(f"--config.{o}" for o in overrides),
+             f"--config.num_train_steps={steps}",
              f"--config.log_every_steps={repeats}", f"--config.eval_every_steps={steps}",
              f"--config.checkpoint_every_steps={steps}", "--config.final_eval=False"]
   start = time.perf_counter()
@@ -89,14 +107,15 @@ def train_command_steps_per_s(config_arg: str, repeats: int, workdir: Path) -> d
           "command_seconds": round(seconds, 1), "command": command[1:]}
 
 
-def bare_train_steps_per_s(config_arg: str, repeats: int) -> dict[str, Any]:
+def bare_train_steps_per_s(config_arg: str, repeats: int,
+                           overrides: list[str] = ()) -> dict[str, Any]:
   """The config's jitted train step on one fixed batch: `repeats` steps dispatched back
   to back, one wait at the end (run in a fresh process: it fixes the CPU devices)."""
   import functools
   import inspect
   import jax
   from ifirnn_jax import cpu_devices, train
-  config = load_config(config_arg)
+  config = load_config(config_arg, overrides)
   count = cpu_devices.resolve(config.cpu_devices, config.batch_size)
   cpu_devices.request_cpu_devices(count)
   mesh = train.data_mesh(cpu_devices.training_devices(count))
@@ -150,7 +169,6 @@ def deblur_pair(models: str, widths: str, height: int, width: int,
   """frames/s of `deblur.run` on a synthetic video and of the bare streaming step."""
   import jax
   from data_pipeline.video import FrameSink
-  from ifirnn_jax import cli as ifirnn_cli
   from ifirnn_jax import cpu_policy, deblur, weights
   from ifirnn_jax.benchmark.memory import synthetic_frames
   from ifirnn_jax.benchmark.settings import build_model, parse_widths
@@ -173,11 +191,9 @@ def deblur_pair(models: str, widths: str, height: int, width: int,
       deblur.run(args)
       return time.perf_counter() - start
 
-    import contextlib, io
-    with contextlib.redirect_stderr(io.StringIO()):
+    with contextlib.redirect_stderr(io.StringIO()):  # the command's progress lines
       command(2)  # compiles the step
       command_s = command(frames)
-    del ifirnn_cli
     loaded, params = weights.load_model(weight_file)
     frame = jax.device_put(next(synthetic_frames(1, height, width)))
     state = loaded.initial_state(height, width)
@@ -201,16 +217,18 @@ def run_commands(args: argparse.Namespace) -> dict[str, Any]:
   pick = lambda name: getattr(args, name) or COMMANDS_DEFAULTS[name]  # noqa: E731
   if repeats < 1:
     raise BenchmarkError(f"--repeats must be >= 1, got {repeats}")
-  load_config(config_arg)  # a bad config fails before anything runs
+  load_config(config_arg, args.override)  # a bad config fails before anything runs
   load = os.getloadavg()
   report: dict[str, Any] = {"mode": "commands", "config": config_arg, "repeats": repeats,
+                            "overrides": list(args.override),
                             "cpu_count": os.cpu_count(), "load_average_1m_before": load[0]}
   save = lambda: files.write_json_atomic(Path(args.out), report)  # noqa: E731
   files.status(f"train command: {config_arg}, {2 * repeats} steps ...")
   with tempfile.TemporaryDirectory(prefix="ifirnn_commands_") as workdir:
-    command = train_command_steps_per_s(config_arg, repeats, Path(workdir) / "run")
+    command = train_command_steps_per_s(config_arg, repeats, Path(workdir) / "run",
+                                        args.override)
   files.status(f"bare train step: {config_arg}, {repeats} steps back to back ...")
-  bare = _child(["bare-train", config_arg, str(repeats)])
+  bare = _child(["bare-train", config_arg, str(repeats), *args.override])
   report["train"] = dict(command=command, bare=bare,
                          share_lost_percent=100 * (1 - command["steps_per_s"]
                                                    / bare["steps_per_s"]))
@@ -246,7 +264,7 @@ def commands_table(report: dict[str, Any]) -> str:
 
 def _main(argv: list[str]) -> None:
   if argv[0] == "bare-train":
-    result = bare_train_steps_per_s(argv[1], int(argv[2]))
+    result = bare_train_steps_per_s(argv[1], int(argv[2]), argv[3:])
   else:
     _, models, widths, height, width, frames = argv
     result = deblur_pair(models, widths, int(height), int(width), int(frames))
