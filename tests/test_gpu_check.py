@@ -39,6 +39,11 @@ def test_gpu_check_writes_json_and_table_within_budget(tmp_path):
                "train_step_bfloat16", "train_step_remat"):
     stage = json.loads((out / report["stages"][name]["json"]).read_text())
     assert stage["results"], name
+  commands = json.loads((out / "commands.json").read_text())  # the commands vs their kernels
+  assert commands["train"]["command"]["steps_per_s"] > 0
+  assert commands["train"]["bare"]["steps_per_s"] > 0
+  assert commands["deblur"]["command_frames_per_s"] > 0
+  assert "share lost outside the kernel" in report["stages"]["commands"]["table"]
   remat = json.loads((out / "train_step_remat.json").read_text())
   assert remat["settings"]["remat"] is True
   train = report["stages"]["train"]
