@@ -5,8 +5,8 @@ workdir, validation and checkpoints only after the timed steps) logs its steps/s
 `repeats` steps; the steps/s of its second log interval (compilation and start-up are
 in the first) stands next to the bare jitted step of the same config (the same model,
 optimizer, batch and devices, `train.make_train_step`) dispatched `repeats` times back
-to back on one fixed batch with one wait at the end (over several CPU devices at most
-`train.max_steps_ahead` steps queued, as the loop runs them).
+to back on one fixed batch with one wait at the end (over several CPU devices one step
+queued at most, as the loop runs them there: train.max_steps_ahead).
 
 Deblur: `deblur.run` (the command's code: decode a synthetic H.264 video, the model,
 clip and encode into H.264) on `frames` frames of height x width, timed after a run of
@@ -148,8 +148,8 @@ def bare_train_steps_per_s(config_arg: str, repeats: int,
   jax.block_until_ready((state, metrics))
   # Back to back, bounded as the loop bounds it over several CPU devices (more steps
   # queued there deadlock the all-reduce's rendezvous: train.max_steps_ahead).
-  ahead = (train.max_steps_ahead(mesh) if hasattr(train, "max_steps_ahead") and mesh.size > 1
-           and mesh.devices.flat[0].platform == "cpu" else 0)
+  several_cpu = mesh.size > 1 and mesh.devices.flat[0].platform == "cpu"
+  ahead = 1 if several_cpu else 0  # 0: no bound
   queue = []
   start = time.perf_counter()
   for _ in range(repeats):
