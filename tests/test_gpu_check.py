@@ -49,7 +49,8 @@ def test_gpu_check_writes_json_and_table_within_budget(tmp_path):
   train = report["stages"]["train"]
   assert train["steps"] >= 10 and "PSNR" in train["table"]  # its last checkpoint, evaluated
   table = (out / "gpu_check.md").read_text()
-  rows = [line for line in table.splitlines() if line.startswith("| ")]
+  summary = table.split("\n## ")[0]  # the stages' own tables follow (commands': Markdown)
+  rows = [line for line in summary.splitlines() if line.startswith("| ")]
   assert rows[:2] == ["| stage | status | seconds | note |", "| --- | --- | --- | --- |"]
   assert [row.split(" | ")[0][2:] for row in rows[2:]] == list(gpu_check.SHARES)
   assert not list(out.glob("*.tmp"))  # Written through a temporary file and a rename.
