@@ -72,12 +72,19 @@ class Seed:
   """A stateless seed [s0, s1] (int64) and the Philox key and counter it selects."""
   key: tuple[int, int]
   counter: tuple[int, int]
+  pair: tuple[int, int] = (0, 0)  # (s0, s1) as int64
+
+  def as_words(self) -> np.ndarray:
+    """[s0, s1] as uint32 [4] (each int64's low word, then its high word), as
+    tf.bitcast gives them."""
+    return np.array(self.pair, np.int64).view(np.uint32).copy()
 
   @classmethod
   def of(cls, s0: int, s1: int) -> Seed:
     counter = (int(np.int64(s0).astype(np.uint64)), int(np.int64(s1).astype(np.uint64)))
     mix = philox_blocks((_SCRAMBLE_KEY & 0xFFFFFFFF, _SCRAMBLE_KEY >> 32), counter, 1)[0]
-    return cls(key=(int(mix[0]), int(mix[1])), counter=(0, int(_join(mix[2], mix[3]))))
+    return cls(key=(int(mix[0]), int(mix[1])), counter=(0, int(_join(mix[2], mix[3]))),
+               pair=(int(np.int64(s0)), int(np.int64(s1))))
 
   def words(self, count: int) -> np.ndarray:
     """The first `count` random uint32 words of this seed's stream."""

@@ -2,7 +2,8 @@
 
     sequences = layouts.find_sequences(root, "gopro", "train", clip_length=12)
     batches = make_train_iterator(sequences, batch_size=4, seed=0)
-    batch = next(batches)   # {"blur", "sharp"}: float32 [4, 12, 256, 256, 3]
+    batch = next(batches)   # {"blur", "sharp"}: float32 [4, 12, 256, 256, 3],
+                            # {"noise_key"}: uint32 [4, 4], {"noise_sigma"}: float32 [4]
 
 The recipe of the paper (Section 4.2), per clip (one batch element):
   * a clip of `clip_length` consecutive frames, drawn uniformly among all
@@ -18,7 +19,10 @@ The recipe of the paper (Section 4.2), per clip (one batch element):
   * Gaussian noise on blur only: per clip sigma = |s|, s ~ N(0,
     noise_std_sigma^2) in 8-bit units, then every pixel gets N(0, sigma^2)/255.
     As in the paper the noisy blur is NOT clipped, so it can leave [0, 1]
-    slightly; sharp is exact (k / 255).
+    slightly; sharp is exact (k / 255). Only sigma and the noise's seed are
+    drawn here ('noise_sigma', 'noise_key': the seed's two int64 as four uint32
+    words); the train step draws the per-pixel noise on the device from them
+    (ifirnn_jax.input_noise), so the host does not.
 
 Determinism and restarts: every random choice of the clip for global batch
 element i at step k comes from stateless Philox random ops keyed by
@@ -176,18 +180,18 @@ def _augment(clip: tf.Tensor, flips: tf.Tensor) -> tf.Tensor:
 def _finish_clip(blur: tf.Tensor, sharp: tf.Tensor,
                  params: dict[str, tf.Tensor],
                  add_noise: bool, permute_channels: bool) -> dict[str, tf.Tensor]:
-  """Augments uint8 [T, h, w, 3] crops, converts to [0, 1], adds noise."""
+  """Augments uint8 [T, h, w, 3] crops, converts to [0, 1]; with `add_noise` the
+  clip's noise std and seed words, for the noise drawn on the device."""
   num_frames = blur.shape[0]
   both = _augment(tf.concat([blur, sharp], axis=0), params["flips"])
   if permute_channels:
     both = tf.gather(both, params["channels"], axis=-1)
   both = tf.cast(both, tf.float32) / 255.0
-  blur, sharp = both[:num_frames], both[num_frames:]
-  if add_noise:
-    noise = tf.random.stateless_normal(
-        tf.shape(blur), params["noise_key"], dtype=tf.float32, alg=_RNG_ALG)
-    blur = blur + noise * (params["sigma"] / 255.0)  # Not clipped (paper).
-  return {"blur": blur, "sharp": sharp}
+  clip = {"blur": both[:num_frames], "sharp": both[num_frames:]}
+  if add_noise:  # the per-pixel noise: ifirnn_jax.input_noise, inside the train step
+    clip["noise_key"] = tf.reshape(tf.bitcast(params["noise_key"], tf.uint32), [4])
+    clip["noise_sigma"] = tf.cast(params["sigma"], tf.float32)
+  return clip
 
 
 def _file_clip_loader(sequences: SequenceType[Sequence], sampler: _ClipSampler,
@@ -284,9 +288,10 @@ def make_train_iterator(
     prefetch: batches prepared ahead.
 
   Yields:
-    {"blur": float32 [B_local, T, h, w, 3] (noisy, not clipped), "sharp":
-    float32 [B_local, T, h, w, 3] in [0, 1]}, B_local = batch_size /
-    process_count, starting at step `start_step`.
+    {"blur", "sharp": float32 [B_local, T, h, w, 3] in [0, 1] (blur without
+    its noise), and when noise_std_sigma > 0 "noise_key": uint32 [B_local, 4],
+    "noise_sigma": float32 [B_local] (ifirnn_jax.input_noise adds the noise)},
+    B_local = batch_size / process_count, starting at step `start_step`.
 
   Raises:
     DataError: for bad arguments, sequences without ground truth, shorter

@@ -1,13 +1,16 @@
 """The training input without TensorFlow: numpy, worker threads and prefetch.
 
     batches = make_train_iterator(sequences, batch_size=4, seed=0)
-    batch = next(batches)   # {"blur", "sharp"}: float32 [4, 12, 256, 256, 3]
+    batch = next(batches)   # {"blur", "sharp"}: float32 [4, 12, 256, 256, 3],
+                            # {"noise_key"}: uint32 [4, 4], {"noise_sigma"}: float32 [4]
 
 The same recipe and the same random draws as input_pipeline's tf.data pipeline
 (clip_sampler.ClipSampler reproduces its Philox draws), so the batch at step k is the
 same pure function of (seed, k): the clips, crops, flips, rotations, channel orders and
-sharp frames are equal element for element; the noise on blur agrees to ~1e-9 (the
-last bit of float32 log/sin/cos, clip_sampler.Seed.normal). Frames are decoded by
+sharp frames, noise stds and noise seeds are equal element for element. The per-pixel
+noise is not added here: each clip's 'noise_sigma' (8-bit units) and 'noise_key' (its
+seed's words) go with the batch, and the train step draws the noise on the device
+(ifirnn_jax.input_noise). Frames are decoded by
 `read_image` (Pillow), which gives the pixels of tf.io's decoders (PNG exactly, JPEG
 with its accurate integer DCT). Clips are made by `num_workers` threads (Pillow and
 numpy release the GIL), `prefetch` batches ahead.
@@ -82,18 +85,17 @@ def make_train_iterator(
                            for p in paths[window[0]]])
                  for paths in (sequence.blur_paths, sequence.sharp_paths))
 
-  def make_clip(step: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+  def make_clip(step: int, index: int) -> dict[str, np.ndarray]:
     draw = sampler(step, index)
     blur, sharp = frames(draw)
     both = augment_clip(np.concatenate([blur, sharp]), draw.flips)
     if augment_colour:
       both = both[..., list(draw.channels)]
-    both = both.astype(np.float32) / np.float32(255.0)
-    blur, sharp = both[:clip_length], both[clip_length:]
-    if noise_std_sigma > 0:
-      noise = draw.noise_seed.normal(blur.shape)
-      blur = blur + noise * (draw.sigma / np.float32(255.0))  # Not clipped (paper).
-    return blur, sharp
+    both = both.astype(np.float32) / np.float32(255.0)  # a new array: no cache shared
+    clip = {"blur": both[:clip_length], "sharp": both[clip_length:]}
+    if noise_std_sigma > 0:  # drawn on the device (ifirnn_jax.input_noise)
+      clip.update(noise_key=draw.noise_seed.as_words(), noise_sigma=np.float32(draw.sigma))
+    return clip
 
   def batches() -> Iterator[Batch]:
     pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="clips")
@@ -106,8 +108,9 @@ def make_train_iterator(
                           range(first_index, first_index + local_batch)])
           next_step += 1
         clips = [future.result() for future in pending.popleft()]
-        yield {"blur": np.stack([c[0] for c in clips]),
-               "sharp": np.stack([c[1] for c in clips])}
+        # np.stack makes new arrays: a yielded batch is never written again (on CPU the
+        # device arrays made from it share its memory).
+        yield {k: np.stack([c[k] for c in clips]) for k in clips[0]}
     finally:
       pool.shutdown(wait=False, cancel_futures=True)
 

@@ -49,8 +49,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from data_pipeline import console, files, image_io, layouts, outputs, termination
 from data_pipeline.errors import DataError
 from ifirnn_jax import (checkpoint, cli, default_config, metrics, plots, reports, runtime,
@@ -205,7 +203,7 @@ def _save_frames(results: Iterator[FrameResult], settings: Sequence[Setting],
       path = save_dir / name
       try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        image_io.write_image(path, np.asarray(metrics.quantize(result.output), np.uint8))
+        image_io.write_image(path, metrics.to_uint8_host(result.output))
       except (OSError, DataError) as e:  # image_io raises DataError from the OSError
         cause = e if isinstance(e, OSError) else e.__cause__
         if not isinstance(cause, OSError):

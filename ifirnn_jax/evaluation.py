@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from data_pipeline import eval_pipeline, layouts
@@ -162,21 +163,27 @@ def frame_results(model: IFIRNN, params: Params, sequences: Sequence[layouts.Seq
       if t >= length:
         break
       score = t in scored and sharp is not None
-      blurry = metrics.psnr_ssim(blur, sharp) if score else (None, None)
+      blurry = metrics.psnr_ssim_host(blur, sharp) if score else (None, None)
+      # The frames are 8-bit (k / 255): as uint8 the model needs no check of their range.
+      blur_uint8 = np.rint(blur * np.float32(255)).astype(np.uint8)
       for k, setting in enumerate(settings):
         if states[k] is None:
           states[k] = model.initial_state(*blur.shape[:2])
         tick = time.perf_counter()
         output, states[k], iterations = model.step(
-            params, blur, states[k], iterations=setting.iterations,
+            params, blur_uint8, states[k], iterations=setting.iterations,
             adaptive=setting.adaptive, with_iterations=True)
-        output = np.asarray(output)  # waits for the device
+        # One transfer per frame: the output (and an adaptive setting's iterations run).
+        if setting.adaptive:
+          output, iterations = jax.device_get((output, iterations))
+        else:
+          output, iterations = np.asarray(output), setting.iterations
         seconds = time.perf_counter() - tick
         if not np.isfinite(output).all():
           raise EvalError(f"{sequence.name}/{name}: the model's output is not finite (its "
                           f"hidden state diverged after {t + 1} frames; a model trained on "
                           f"short clips can be unstable on long sequences)")
-        psnr, ssim = metrics.psnr_ssim(output, sharp) if score else (None, None)
+        psnr, ssim = metrics.psnr_ssim_host(output, sharp) if score else (None, None)
         yield FrameResult(
             sequence=sequence.name, frame=name, index=t, setting=k, output=output,
             blur=blur, sharp=sharp, iterations=float(iterations),
@@ -211,7 +218,7 @@ class _Tally:
         blurry_psnr=result.blurry_psnr, blurry_ssim=result.blurry_ssim,
         iterations=result.iterations))
     if keep_example and self.example is None and result.middle:
-      self.example = {key: np.asarray(metrics.quantize(v), np.uint8) for key, v in
+      self.example = {key: metrics.to_uint8_host(v) for key, v in
                       (("blurry", result.blur), ("output", result.output),
                        ("sharp", result.sharp))}
 

@@ -6,7 +6,9 @@ Stages, each a child process with its share of the budget (a stage out of time i
 killed and recorded as skipped, with the reason): parity of the model on the default
 device against the CPU (float32, matmul precision 'highest') for C1H1 and C2H3-reg;
 the inference table (benchmark/) of C1H1, C2H3, C2H4 at 960x540, float32 and
-bfloat16, PyTorch on the same device when importable; the train-step table
+bfloat16, PyTorch on the same device when importable; the commands against their
+kernels (benchmark --mode commands: the `train` command's steps/s against its bare
+jitted step, the `deblur` command's frames/s against the bare model); the train-step table
 (benchmark/) of C2H3-reg at 4 x 12 x 256x256: float32, bfloat16 and float32 with
 remat, each with its peak memory; and the real `train` command (configs/demo.py at
 accelerator size) for its share of the time, stopped with SIGTERM, then its last
@@ -34,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Share of the whole budget each stage may use (the rest is start-up and slack).
 SHARES = {"parity": 0.1, "inference_float32": 0.18, "inference_bfloat16": 0.13,
           "train_step_float32": 0.11, "train_step_bfloat16": 0.09, "train_step_remat": 0.09,
-          "train": 0.3}
+          "commands": 0.15, "train": 0.3}
 TINY_WIDTHS = "4,6,8,4,1"
 # Of the train stage: training, then SIGTERM's grace to finish a save, then evaluation.
 TRAIN_SHARE, GRACE_SHARE, EVALUATION_SHARE = 0.6, 0.1, 0.3
@@ -82,6 +84,9 @@ def _stage_commands(small: bool, out: Path, torch: bool) -> dict[str, list[str]]
              "--config.eval_every_steps=20", "--config.checkpoint_every_steps=10",
              "--config.log_every_steps=10"]
     evaluate = ["--data", "data/default_tiny", "--skip-first", "1", "--skip-last", "1"]
+    cmds = ["-m", "ifirnn_jax.benchmark", "--mode", "commands", "--config",
+            "configs/demo.py:tiny", "--repeats", "5", "--widths", TINY_WIDTHS,
+            "--height", "32", "--width", "48", "--frames", "4"]
   else:
     infer += ["--torch" if torch else "--no-torch"]
     step += ["--height", "256", "--width", "256", "--batch", "4", "--frames", "12",
@@ -91,12 +96,18 @@ def _stage_commands(small: bool, out: Path, torch: bool) -> dict[str, list[str]]
              "--config.num_train_steps=100000", "--config.cpu_devices=1",
              "--config.eval_every_steps=100000", "--config.checkpoint_every_steps=100"]
     evaluate = ["--data", "data/default"]
+    cmds = ["-m", "ifirnn_jax.benchmark", "--mode", "commands", "--config",
+            "configs/demo.py", *(f"--override={o.removeprefix('--config.')}"
+                                 for o in train[2:5] + train[6:7]),
+            "--repeats", "50", "--models", "C2H3", "--widths", ",".join(map(str, SPEC_WIDTHS)),
+            "--height", "540", "--width", "960", "--frames", "60"]
   commands = {}
   for dtype in COMPUTE_DTYPES:
     commands[f"inference_{dtype}"] = python + infer + [
         "--dtype", dtype, "--out", str(out / f"inference_{dtype}.json"), "--overwrite"]
     commands[f"train_step_{dtype}"] = python + step + [
         "--dtype", dtype, "--out", str(out / f"train_step_{dtype}.json"), "--overwrite"]
+  commands["commands"] = python + cmds + ["--out", str(out / "commands.json"), "--overwrite"]
   commands["train_step_remat"] = python + step + [
       "--dtype", "float32", "--remat", "--out", str(out / "train_step_remat.json"),
       "--overwrite"]

@@ -13,6 +13,10 @@ What is measured (docs/training.md "Metrics"):
     averaged only where the window lies inside the frame (a 5-pixel border is
     dropped), which is a "valid" filtering: no padding mode is involved.
 
+`psnr_ssim_host`, `quantize_host`: the same metrics of frames already on the host, in
+numpy (float64, scipy's separable filter), so that scoring a frame the model returned
+sends nothing back to the device.
+
 dm-pix's `ssim` computes the same quantity but filters row by row with
 `jnp.convolve`, several times slower on CPU; here the separable Gaussian is a sum of
 11 shifted slices, which XLA fuses, and the statistics are taken about the middle of
@@ -136,3 +140,40 @@ def psnr_ssim(output: Array, target: Array) -> tuple[Array, Array]:
   output, target = jnp.asarray(output), jnp.asarray(target)
   _check_pair(output, target, min_size=SSIM_WINDOW)
   return _psnr(output, target), _ssim(output, target)
+
+
+# ------------------------------------------------------------------ host (numpy)
+def quantize_host(x: np.ndarray) -> np.ndarray:
+  """`quantize` in numpy: float [0, 1] -> the 8-bit value, float32 in [0, 255]."""
+  return np.round(np.clip(np.asarray(x, np.float32), 0.0, 1.0) * np.float32(PEAK))
+
+
+def to_uint8_host(x: np.ndarray) -> np.ndarray:
+  """float [0, 1] -> uint8, clipped and rounded as `quantize`."""
+  return quantize_host(x).astype(np.uint8)
+
+
+def psnr_ssim_host(output: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """`psnr_ssim` of host frames in numpy: (psnr, ssim), each [...] float64.
+
+  output, target: [..., H, W, 3] float in [0, 1] or uint8 (taken as k / 255).
+  """
+  from scipy import ndimage
+  x, y = (np.asarray(v, np.float64) if np.asarray(v).dtype == np.uint8
+          else quantize_host(v).astype(np.float64) for v in (output, target))
+  _check_pair(x, y, min_size=SSIM_WINDOW)
+  mse = np.mean(np.square(x - y), axis=(-3, -2, -1))
+  with np.errstate(divide="ignore"):
+    psnr_db = 10.0 * np.log10(PEAK**2 / mse)
+  taps = _gaussian_taps()
+  radius = len(taps) // 2
+  stats = np.stack([x, y, x * x, y * y, x * y])
+  for axis in (-3, -2):
+    stats = ndimage.correlate1d(stats, taps, axis=axis, mode="constant")
+    stats = np.take(stats, range(radius, stats.shape[axis] - radius), axis=axis)
+  mu_x, mu_y, e_xx, e_yy, e_xy = stats
+  var_x, var_y, cov_xy = e_xx - mu_x * mu_x, e_yy - mu_y * mu_y, e_xy - mu_x * mu_y
+  c1, c2 = (SSIM_K1 * PEAK) ** 2, (SSIM_K2 * PEAK) ** 2
+  ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)
+              / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)))
+  return psnr_db, np.mean(ssim_map, axis=(-3, -2, -1))

@@ -20,12 +20,11 @@ Exit status: 0 done, 2 bad input or a run that cannot go on (one line `error: ..
 stderr), 130 Ctrl-C, 143 SIGTERM (once the checkpoint being saved is complete).
 """
 
-# For developers: the module reads top to bottom as the recipe (after flax
-# examples/imagenet and big_vision): the optimizer, the pure `train_step`,
-# `make_train_step` (jitted over the device mesh; `python -m ifirnn_jax.benchmark --mode
-# train` times the same step), then `train_and_evaluate` in banner-separated sections:
-# data, the workdir (its lock and config, workdir.py), logging, mesh, model and
-# optimizer, checkpoints (exact resume), loop, final evaluation.
+# For developers: the optimizer and the jitted step are in train_step.py (the step that
+# `python -m ifirnn_jax.benchmark --mode train` times too); this module reads top to
+# bottom as the run (after flax examples/imagenet and big_vision): `train_and_evaluate`
+# in banner-separated sections: data, the workdir (its lock and config, workdir.py),
+# logging, mesh, model and optimizer, checkpoints (exact resume), loop, final evaluation.
 #
 # Data parallel: one `jax.jit` step over a device Mesh with the batch sharded on the
 # 'data' axis (NamedSharding), 1 to N devices with no code change; several hosts through
@@ -38,27 +37,25 @@ stderr), 130 Ctrl-C, 143 SIGTERM (once the checkpoint being saved is complete).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import data_pipeline  # noqa: F401  First: sets TensorFlow's quiet defaults (if it is used).
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
-from flax import struct
-from jax.flatten_util import ravel_pytree
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from data_pipeline import clip_sampler, files, layouts, loaders, termination
 from ifirnn_jax import checkpoint as ckpt
-from ifirnn_jax import (default_config, evaluation, losses, reports, runtime, weights,
+from ifirnn_jax import (default_config, device_input, evaluation, reports, runtime, weights,
                         writers)
 from ifirnn_jax import workdir as run_dir
 from ifirnn_jax.runtime import cpu_devices
@@ -77,138 +74,9 @@ class Interrupted(Exception):
     self.interrupt = interrupt
 
 
-@struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Params
-  opt_state: optax.OptState
-
-
-# ------------------------------------------------------------------ model, optimizer
-def create_model(config: ml_collections.ConfigDict) -> IFIRNN:
-  """The IFIRNN of `config.model` (scan_unroll 0: auto, chosen per platform by the model
-  for the batch each device runs, models.frame_scan_unroll)."""
-  m = config.model
-  return default_config.build_model(
-      m.name, n1=m.n1, n2=m.n2, n3=m.n3, nh=m.nh, num_resblocks=m.num_resblocks,
-      gate_hidden=m.gate_hidden, residual_output=m.residual_output,
-      compute_dtype=m.compute_dtype,
-      scan_unroll=m.scan_unroll,
-      remat=m.remat, conv_impl=m.conv_impl)
-
-
-def initial_params(config: ml_collections.ConfigDict, model: IFIRNN, key: jax.Array) -> Params:
-  """model.init (PyTorch's default init), optionally with F_L's last conv at zero."""
-  params = model.init(key)
-  if config.model.zero_init_output:
-    last = params[f"cells_{model.cells - 1}"]["F_L_2"]
-    last = jax.tree.map(jnp.zeros_like, last)
-    params[f"cells_{model.cells - 1}"]["F_L_2"] = last
-  return params
-
-
-def create_learning_rate_fn(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """lr halved every `lr_halve_every_steps` (the paper: 1e-4, halved every 200 epochs)."""
-  return optax.exponential_decay(config.learning_rate,
-                                 default_config.lr_halve_every_steps(config),
-                                 decay_rate=0.5, staircase=True)
-
-
-def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  adam = optax.adam(create_learning_rate_fn(config), b1=0.9, b2=0.999)
-  if config.grad_clip_norm > 0:
-    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
-  return adam
-
-
-# ------------------------------------------------------------------ the step
-def train_step(state: TrainState, batch: dict[str, jax.Array], seed_key: jax.Array, *,
-               model: IFIRNN, tx: optax.GradientTransformation,
-               lr_fn: optax.Schedule, reg_lambda: float, reg_tau: float,
-               mesh: Mesh | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One Adam step on L_content (+ lambda * L_reg for gated models), through all frames.
-
-  batch: {'blur', 'sharp'}: [B, T, H, W, 3] float32 in [0, 1], sharded on 'data'.
-  The gate's Gumbel noise comes from fold_in(seed_key, step): a pure function of both.
-  mesh: the devices the batch is sharded over ('data' axis). Over several devices and
-    for a model without gate, each shard computes its gradients (`jax.shard_map`) and
-    they are averaged in one all-reduce of all of them raveled into one vector, not
-    in the one all-reduce per parameter gradient (inside the frame loop too) that the
-    compiler's partitioning emits: over processes on CPU (gloo) those cost more than
-    the step itself. L_content is a mean over clips, so the mean of the shards' means
-    is the same loss. A gated model's L_reg squares a mean over the whole batch, which
-    does not split over shards, so gated models keep the compiler's partitioning.
-  """
-  gate_key = jax.random.fold_in(seed_key, state.step)
-
-  def loss_fn(params, batch):
-    output, _, trace = model.apply_sequence(
-        params, batch["blur"], gate_mode="gumbel" if model.gated else None,
-        gate_key=gate_key if model.gated else None, unroll_iterations=True)
-    loss, terms = losses.total_loss(output, batch["sharp"], trace, reg_lambda, reg_tau)
-    return loss, terms
-
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  if mesh is not None and mesh.size > 1 and not model.gated:
-    grad_fn = _averaged_over_shards(grad_fn, mesh)
-  (loss, terms), grads = grad_fn(state.params, batch)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  metrics = dict(terms, loss=loss, grad_norm=optax.global_norm(grads),
-                 learning_rate=lr_fn(state.step))
-  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
-
-
-def init_train_state(params: Params, tx: optax.GradientTransformation) -> TrainState:
-  """Step 0: `params` and the optimizer's initial state."""
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
-
-
-def data_mesh(devices: list[jax.Device]) -> Mesh:
-  """The devices as one 'data' axis: the batch is split over them, the rest replicated."""
-  return Mesh(np.array(devices), ("data",))
-
-
-class JittedStep(NamedTuple):
-  """`train_step` jitted over a mesh, with the shardings of its arguments."""
-
-  fn: Callable[..., tuple[TrainState, dict[str, jax.Array]]]  # (state, batch, seed_key)
-  replicated: NamedSharding      # the state, the seed key and the metrics
-  data_sharding: NamedSharding   # the batch: clips split over the 'data' axis
-
-
-def make_train_step(model: IFIRNN, tx: optax.GradientTransformation, lr_fn: optax.Schedule,
-                    mesh: Mesh, *, reg_lambda: float, reg_tau: float) -> JittedStep:
-  """The step training runs (and `python -m ifirnn_jax.benchmark --mode train` times).
-
-  `fn(state, batch, seed_key) -> (state, metrics)` donates `state`. On CPU devices each
-  device runs its share single-threaded (cpu_devices.step_compiler_options).
-  """
-  replicated = NamedSharding(mesh, P())
-  data_sharding = NamedSharding(mesh, P("data"))
-  fn = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, lr_fn=lr_fn, reg_lambda=reg_lambda,
-                        reg_tau=reg_tau, mesh=mesh),
-      in_shardings=(replicated, data_sharding, replicated),
-      out_shardings=(replicated, replicated), donate_argnums=0,
-      compiler_options=cpu_devices.step_compiler_options(list(mesh.devices.flat)))
-  return JittedStep(fn, replicated, data_sharding)
-
-
-def _averaged_over_shards(grad_fn, mesh: Mesh):
-  """grad_fn(params, batch) run on each 'data' shard; every output averaged over shards.
-
-  The gradients travel as one raveled vector: one all-reduce per step.
-  """
-  def per_shard(params, batch):
-    (loss, terms), grads = grad_fn(params, batch)
-    flat_grads, unravel = ravel_pytree(grads)
-    loss, terms, flat_grads = jax.lax.pmean((loss, terms, flat_grads), "data")
-    return (loss, terms), unravel(flat_grads)
-
-  # check_vma=False: the frame scan starts from a zero hidden state created per shard.
-  return jax.shard_map(per_shard, mesh=mesh, in_specs=(P(), P("data")), out_specs=P(),
-                       check_vma=False)
+from ifirnn_jax.train_step import (  # noqa: F401  (train.X is the API the benchmark uses)
+    JittedStep, TrainState, create_learning_rate_fn, create_model, create_optimizer, data_mesh,
+    init_train_state, initial_params, make_train_step, train_step)
 
 
 def _load_init_params(path: str, model: IFIRNN) -> Params:
@@ -230,6 +98,42 @@ def _sequences(config: ml_collections.ConfigDict, split: str,
   extra = {"blur_dir": config.data.blur_dir} if config.data.layout == "gopro" else {}
   return layouts.find_sequences(config.data.root, config.data.layout, split,
                                 clip_length=clip_length, **extra)
+
+
+# Steps dispatched ahead of the last finished one, and batches sent to the devices ahead.
+MAX_STEPS_AHEAD = 2
+PREFETCH_BATCHES = 2
+
+
+def max_steps_ahead(mesh: Mesh) -> int:
+  """MAX_STEPS_AHEAD; 1 over several CPU devices, whose all-reduce of one step waits on a
+  rendezvous of every device's thread: with many steps queued back to back the CPU
+  client's threads were all taken by queued work and the rendezvous timed out (40 s,
+  the process aborted), seen with 2 devices on 2 cores."""
+  cpu = mesh.devices.flat[0].platform == "cpu"
+  return 1 if cpu and mesh.size > 1 else MAX_STEPS_AHEAD
+
+
+def _stop_if_not_finite(first_bad_step: jax.Array, history: list[dict[str, jax.Array]],
+                        step: int, checkpoints: ckpt.RunCheckpoints, workdir: Path) -> None:
+  """Raises TrainingError if a loss up to `step` was not finite (waits for `step`).
+
+  history: the metrics of the steps since the last log, `step`'s last (the first bad
+  step is among them: every log step is checked).
+  """
+  bad = int(jax.device_get(first_bad_step))
+  if not bad:
+    return
+  index = bad - (step - len(history) + 1)
+  loss = float(jax.device_get(history[index]["loss"])) if 0 <= index < len(history) else math.nan
+  checkpoints.wait()
+  last_good = checkpoints.latest_step()
+  kept = (f"The last good checkpoint (step {last_good}) in {workdir / 'checkpoints'} "
+          f"is intact" if last_good is not None else
+          f"No checkpoint was saved before it ({workdir / 'checkpoints'} is empty)")
+  raise TrainingError(
+      f"non-finite loss ({loss}) at step {bad}: stopping. {kept}; lower "
+      "config.learning_rate or set config.grad_clip_norm and restart.")
 
 
 def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
@@ -397,27 +301,31 @@ def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: 
                  start_step + 1, num_steps, start_step)
   else:
     logging.info("Training %s for %d steps", model.name, num_steps)
+  # The loop runs ahead of the devices: it reads device values only at log, evaluation
+  # and checkpoint steps, and otherwise waits (without a transfer) for step k - 2 once
+  # step k is dispatched (k - 1 over several CPU devices), so at most max_steps_ahead
+  # steps and PREFETCH_BATCHES batches are queued.
+  batches = device_input.prefetch_to_device(train_iter, data_sharding, PREFETCH_BATCHES)
+  first_bad_step = jax.jit(lambda: jnp.zeros((), jnp.int32), out_shardings=replicated)()
+  in_flight: collections.deque = collections.deque()
+  steps_ahead = max_steps_ahead(mesh)
   try:
     for step in range(start_step + 1, num_steps + 1):
-      local = next(train_iter)
-      batch = {k: jax.make_array_from_process_local_data(data_sharding, v)
-               for k, v in local.items()}
-      state, metrics = step_fn(state, batch, seed_key)
-      loss = float(metrics["loss"])
-      if step == start_step + 1:  # compiled: the ETA counts from here
+      state, metrics = step_fn(state, next(batches), seed_key, first_bad_step)
+      first_bad_step = metrics.pop("first_bad_step")
+      if step == start_step + 1:  # compiled before dispatch: the ETA counts from here
         first_step_done = time.perf_counter()
-      if not math.isfinite(loss):
-        checkpoints.wait()
-        last_good = checkpoints.latest_step()
-        kept = (f"The last good checkpoint (step {last_good}) in {workdir_path / 'checkpoints'} "
-                f"is intact" if last_good is not None else
-                f"No checkpoint was saved before it ({workdir_path / 'checkpoints'} is empty)")
-        raise TrainingError(
-            f"non-finite loss ({loss}) at step {step}: stopping. {kept}; lower "
-            "config.learning_rate or set config.grad_clip_norm and restart.")
       history.append(metrics)
+      in_flight.append(metrics["loss"])
+      if len(in_flight) > steps_ahead:
+        jax.block_until_ready(in_flight.popleft())
+      logs = step % config.log_every_steps == 0 or step == num_steps
+      evaluates = step % config.eval_every_steps == 0 or step == num_steps
+      saves = step % config.checkpoint_every_steps == 0 or step == num_steps
+      if logs or evaluates or saves:  # never log, score or save a non-finite state
+        _stop_if_not_finite(first_bad_step, history, step, checkpoints, workdir_path)
 
-      if step % config.log_every_steps == 0 or step == num_steps:
+      if logs:
         now = time.perf_counter()
         scalars = _mean_metrics(history)
         steps_per_sec = (step - last_log_step) / (now - last_log_time)
@@ -431,7 +339,7 @@ def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: 
           logging.info("step %d/%d (%.0f%%)%s", step, num_steps, 100 * step / num_steps, eta)
         history, last_log_time, last_log_step = [], now, step
 
-      if step % config.eval_every_steps == 0 or step == num_steps:
+      if evaluates:
         try:
           summary = evaluation.evaluate_sequences(
               model, _host_params(state.params), eval_sequences,
@@ -448,7 +356,7 @@ def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: 
           with termination.deferred_interrupts():  # a save is never cut halfway
             checkpoints.save_best(step, state.params, model, summary.psnr)
 
-      if step % config.checkpoint_every_steps == 0 or step == num_steps:
+      if saves:
         with termination.deferred_interrupts():
           checkpoints.save(step, state.params,
                            {"step": state.step, "opt_state": state.opt_state}, model)

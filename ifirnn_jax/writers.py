@@ -39,11 +39,14 @@ class TensorboardXWriter:
         self._writer.add_scalar(name, float(value), step)
 
   def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-    """images: name -> [N, H, W, C] in [0, 1] (the first image is written)."""
+    """images: name -> [N, H, W, C], uint8 (0..255) or float in [0, 1] (clipped to it),
+    as clu's writer takes them; the first image is written."""
     if self._writer is not None:
       for name, value in images.items():
-        self._writer.add_image(name, np.clip(np.asarray(value)[0], 0, 1), step,
-                               dataformats="HWC")
+        image = np.asarray(value)[0]
+        if image.dtype != np.uint8:  # tensorboardX scales floats by 255, uint8 not
+          image = np.clip(image.astype(np.float32), 0, 1)
+        self._writer.add_image(name, image, step, dataformats="HWC")
 
   def write_hparams(self, hparams: Mapping[str, Any]) -> None:
     logging.info("Hyperparameters: %s", dict(hparams))

@@ -39,12 +39,18 @@ def test_gpu_check_writes_json_and_table_within_budget(tmp_path):
                "train_step_bfloat16", "train_step_remat"):
     stage = json.loads((out / report["stages"][name]["json"]).read_text())
     assert stage["results"], name
+  commands = json.loads((out / "commands.json").read_text())  # the commands vs their kernels
+  assert commands["train"]["command"]["steps_per_s"] > 0
+  assert commands["train"]["bare"]["steps_per_s"] > 0
+  assert commands["deblur"]["command_frames_per_s"] > 0
+  assert "share lost outside the kernel" in report["stages"]["commands"]["table"]
   remat = json.loads((out / "train_step_remat.json").read_text())
   assert remat["settings"]["remat"] is True
   train = report["stages"]["train"]
   assert train["steps"] >= 10 and "PSNR" in train["table"]  # its last checkpoint, evaluated
   table = (out / "gpu_check.md").read_text()
-  rows = [line for line in table.splitlines() if line.startswith("| ")]
+  summary = table.split("\n## ")[0]  # the stages' own tables follow (commands': Markdown)
+  rows = [line for line in summary.splitlines() if line.startswith("| ")]
   assert rows[:2] == ["| stage | status | seconds | note |", "| --- | --- | --- | --- |"]
   assert [row.split(" | ")[0][2:] for row in rows[2:]] == list(gpu_check.SHARES)
   assert not list(out.glob("*.tmp"))  # Written through a temporary file and a rename.

@@ -12,6 +12,7 @@ import data_trees
 from data_pipeline.errors import DataError
 from data_pipeline.input_pipeline import make_train_iterator, steps_per_epoch
 from data_pipeline.layouts import Sequence, find_sequences
+from ifirnn_jax import input_noise
 
 SEQUENCES = 3
 
@@ -179,6 +180,8 @@ def test_noise_only_on_blur_with_per_clip_sigma(identical_sequences):
   batch = next(make_train_iterator(
       identical_sequences, batch_size=clips, seed=0, clip_length=3,
       crop_size=16, noise_std_sigma=2.0, augment=False))
+  np.testing.assert_array_equal(batch["blur"], batch["sharp"])  # noise: on the device
+  batch = {k: np.asarray(v) for k, v in input_noise.add_noise(batch).items()}
   sharp = batch["sharp"]
   np.testing.assert_allclose(np.round(sharp * 255), sharp * 255, atol=1e-4)
   noise = (batch["blur"] - sharp) * 255  # In 8-bit units.

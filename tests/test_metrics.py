@@ -96,3 +96,20 @@ def test_metrics_reject_bad_shapes():
     metrics.psnr(np.zeros((8, 8, 4)), np.zeros((8, 8, 4)))
   with pytest.raises(ValueError, match="at least 11x11"):
     metrics.ssim(np.zeros((10, 32, 3)), np.zeros((10, 32, 3)))
+
+
+def test_host_metrics_match_skimage_and_the_device_metrics(real_pair):
+  output, target = real_pair
+  psnr, ssim = metrics.psnr_ssim_host(output, target)
+  want_psnr = [peak_signal_noise_ratio(_to_uint8(t), _to_uint8(o), data_range=255)
+               for o, t in zip(output, target)]
+  want_ssim = [structural_similarity(_to_uint8(o), _to_uint8(t), gaussian_weights=True,
+                                     sigma=1.5, use_sample_covariance=False,
+                                     channel_axis=-1, data_range=255)
+               for o, t in zip(output, target)]
+  np.testing.assert_allclose(psnr, want_psnr, rtol=0, atol=1e-9)
+  np.testing.assert_allclose(ssim, want_ssim, rtol=0, atol=1e-9)
+  # uint8 frames are their values / 255; identical frames: +inf dB, SSIM 1.
+  same = metrics.psnr_ssim_host(_to_uint8(target), target)
+  assert np.all(np.isinf(same[0])) and np.allclose(same[1], 1)
+  np.testing.assert_array_equal(metrics.to_uint8_host(output), _to_uint8(output))

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from data_pipeline import console, files, outputs
 from data_pipeline.errors import DataError
 from ifirnn_jax import runtime
+from ifirnn_jax.benchmark.commands import commands_table, run_commands
 from ifirnn_jax.benchmark.inference import run_inference
 from ifirnn_jax.benchmark.memory import MEMORY_LENGTHS, run_memory
 from ifirnn_jax.benchmark.report import inference_table, memory_table, train_table
@@ -51,16 +52,27 @@ MODES = """modes (--mode):
              PyTorch reference (same weights, taking turns in one process)
   train      seconds per training step, ours and PyTorch's, and with --data the
              input pipeline's clips/s
-  memory     peak RSS of the deblur command on synthetic videos of --lengths frames"""
+  memory     peak RSS of the deblur command on synthetic videos of --lengths frames
+  commands   the train and deblur commands' speed against their bare kernels (the
+             jitted step, the model), and the share lost outside them"""
 
 
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="python -m ifirnn_jax.benchmark", formatter_class=console.HelpFormatter,
       description=__doc__.split("\n\n")[0] + "\n\n" + MODES)
-  p.add_argument("--mode", choices=("inference", "train", "memory"), default="inference",
+  p.add_argument("--mode", choices=("inference", "train", "memory", "commands"),
+                 default="inference",
                  help="what to measure (modes above); memory runs 1280x720 videos with "
-                 "C1H1 at widths 4,6,8,4,1 unless told otherwise")
+                 "C1H1 at widths 4,6,8,4,1 unless told otherwise; commands: the train "
+                 "command's steps/s against its bare jitted step at --config, and the deblur "
+                 "command's frames/s against the bare model (default C1H1 at the demo's "
+                 "widths, 960x540, 30 frames)")
+  p.add_argument("--config", help="commands: the train config, configs/<x>.py[:arg] "
+                 "(default configs/demo.py)")
+  p.add_argument("--override", action="append", default=[],
+                 help="commands: a config field for the train command and its bare step, "
+                 "e.g. --override batch_size=16 (repeatable)")
   p.add_argument("--lengths", default=",".join(map(str, MEMORY_LENGTHS)),
                  help="memory: video lengths in frames, comma-separated")
   p.add_argument("--models", help="comma-separated C1HN/C2HN[-reg] names (inference default: "
@@ -245,13 +257,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   except BenchmarkError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  if args.mode == "memory":
+  if args.mode in ("memory", "commands"):
     try:
-      report = run_memory(args)
+      report = run_memory(args) if args.mode == "memory" else run_commands(args)
     except BenchmarkError as e:
       print(f"error: {e}", file=sys.stderr)
       return 2
-    print(memory_table(report))
+    print(memory_table(report) if args.mode == "memory" else commands_table(report))
     print(f"results: {args.out}")
     return 0
   if args.mode == "train" and args.isolate:

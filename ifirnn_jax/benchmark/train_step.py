@@ -66,19 +66,22 @@ class JaxTrainStep:
     replicate = lambda f: jax.jit(f, out_shardings=step.replicated)  # noqa: E731
     self.state = replicate(functools.partial(train.init_train_state, tx=tx))(params)
     self.seed_key = replicate(lambda: jax.random.key(settings.seed))()
+    self.first_bad_step = replicate(lambda: jax.numpy.zeros((), jax.numpy.int32))()
     per_process = len(blur) // jax.process_count()  # this process's clips
     rows = slice(per_process * jax.process_index(), per_process * (jax.process_index() + 1))
     self.batch = {k: jax.make_array_from_process_local_data(step.data_sharding, v[rows],
                                                             v.shape)
                   for k, v in (("blur", blur), ("sharp", sharp))}
     start = time.perf_counter()
-    self.compiled = step.fn.lower(self.state, self.batch, self.seed_key).compile()
+    self.compiled = step.fn.lower(self.state, self.batch, self.seed_key,
+                                  self.first_bad_step).compile()
     self.compile_s = time.perf_counter() - start
     self.first_loss: float | None = None
 
   def step(self) -> float:
     start = time.perf_counter()
-    self.state, metrics = self.compiled(self.state, self.batch, self.seed_key)
+    self.state, metrics = self.compiled(self.state, self.batch, self.seed_key,
+                                        self.first_bad_step)
     loss = float(metrics["loss"])
     jax.block_until_ready(self.state)
     seconds = time.perf_counter() - start
