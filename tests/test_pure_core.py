@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -77,7 +78,8 @@ def test_gpu_and_tpu_programs_hold_no_cpu_formulation(what):
                                  train.data_mesh(jax.devices()[:1]),
                                  reg_lambda=0.0, reg_tau=0.0)
     batch = {"blur": VIDEO[None], "sharp": VIDEO[None]}
-    traced = step.fn.trace(train.init_train_state(params, tx), batch, jax.random.key(0))
+    traced = step.fn.trace(train.init_train_state(params, tx), batch, jax.random.key(0),
+                           jnp.zeros((), jnp.int32))
   assert _markers(_lowered_text(traced, "cpu")) == [True, True]
   for platform in ("cuda", "tpu"):
     text = _lowered_text(traced, platform)

@@ -155,7 +155,7 @@ def test_paper_config_at_tiny_sizes_learns_a_fixed_batch():
   first = jax.tree.map(np.asarray, params)
   losses = []
   for _ in range(4):
-    state, metrics = step(state, batch, jax.random.key(0))
+    state, metrics = step(state, batch, jax.random.key(0), jnp.zeros((), jnp.int32))
     losses.append(float(metrics["loss"]))
     assert float(metrics["learning_rate"]) == pytest.approx(1e-4)
   # losses[k] is the loss before update k + 1: three updates, three lower losses.
