@@ -19,16 +19,18 @@ The recipe of the paper (Section 4.2), per clip (one batch element):
   * Gaussian noise on blur only: per clip sigma = |s|, s ~ N(0,
     noise_std_sigma^2) in 8-bit units, then every pixel gets N(0, sigma^2)/255.
     As in the paper the noisy blur is NOT clipped, so it can leave [0, 1]
-    slightly; sharp is exact (k / 255). Only sigma and the noise's seed are
-    drawn here ('noise_sigma', 'noise_key': the seed's two int64 as four uint32
-    words); the train step draws the per-pixel noise on the device from them
+    slightly; sharp is exact (k / 255). Only sigma and the noise's key are
+    drawn on the host ('noise_sigma', 'noise_key': four uint32 words); the train
+    step draws the per-pixel noise on the device from them
     (ifirnn_jax.input_noise), so the host does not.
 
 Determinism and restarts: every random choice of the clip for global batch
-element i at step k comes from stateless Philox random ops keyed by
-(seed, k, i), so the batch at step k is a pure function of (seed, k): a run
-restarted with `start_step=k` sees exactly what an uninterrupted run sees from
-step k. Multi-host: process p builds only elements [p * B_local, (p + 1) *
+element i at step k is drawn in numpy by clip_sampler.ClipSampler, a pure function
+of (seed, k, i), before tf.data sees it; tf.data's threads only read, crop and
+augment as the draw says (the draws reach them through `from_generator`). So the
+batch at step k is a pure function of (seed, k): a run restarted with
+`start_step=k` sees exactly what an uninterrupted run sees from step k, and
+numpy_pipeline, which consumes the same draws, gives the same batches. Multi-host: process p builds only elements [p * B_local, (p + 1) *
 B_local) of each global batch, B_local = batch_size / process_count, so the
 processes' batches concatenated in process order are the single-process batch.
 
@@ -43,6 +45,7 @@ in memory (uint8), for small data sets or hosts with enough RAM.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence as SequenceType
 
@@ -58,8 +61,13 @@ __all__ = ["make_train_iterator", "steps_per_epoch", "iter_eval_frames",
            "load_sequence"]
 
 Batch = dict[str, np.ndarray]
-_RNG_ALG = "philox"
-_NUM_KEYS = 6  # clip, crop y, crop x, flips, noise sigma, noise.
+# A clip's draw as tf.data carries it (clip_sampler.ClipDraw).
+_DRAW_SIGNATURE = {
+    "sequence": tf.TensorSpec([], tf.int64), "start": tf.TensorSpec([], tf.int64),
+    "frame": tf.TensorSpec([], tf.int64), "y": tf.TensorSpec([], tf.int64),
+    "x": tf.TensorSpec([], tf.int64), "reverse": tf.TensorSpec([4], tf.bool),
+    "transpose": tf.TensorSpec([], tf.bool), "channels": tf.TensorSpec([3], tf.int32),
+    "sigma": tf.TensorSpec([], tf.float32), "noise_key": tf.TensorSpec([4], tf.uint32)}
 
 
 def _hide_gpus_from_tensorflow() -> None:
@@ -80,75 +88,13 @@ def steps_per_epoch(sequences: SequenceType[Sequence], batch_size: int,
   return sum(s.num_frames for s in sequences) / (batch_size * clip_length)
 
 
-class _ClipSampler:
-  """The random choices for one clip, a pure function of (seed, step, index).
-
-  Holds per-sequence tables as tensors: number of clip starts, cumulative
-  clip counts, frame sizes and the offset of each sequence's frames in the
-  flat path lists.
-  """
-
-  def __init__(self, sizes: list[tuple[int, int]], lengths: list[int],
-               clip_length: int, crop: tuple[int, int], seed: int,
-               augment: bool, noise_std_sigma: float, augment_colour: bool = False):
-    num_starts = np.array(lengths, np.int64) - clip_length + 1
-    self.clip_end = tf.constant(np.cumsum(num_starts), tf.int64)
-    self.num_starts = tf.constant(num_starts, tf.int64)
-    self.first_frame = tf.constant(
-        np.cumsum([0] + lengths[:-1]), tf.int64)
-    self.heights = tf.constant([s[0] for s in sizes], tf.int64)
-    self.widths = tf.constant([s[1] for s in sizes], tf.int64)
-    self.total_clips = int(num_starts.sum())
-    self.clip_length = clip_length
-    self.crop = crop
-    self.key = tf.constant([seed, 0], tf.int64)
-    self.augment = augment
-    self.augment_colour = augment_colour
-    self.noise_std_sigma = noise_std_sigma
-
-  def __call__(self, step: tf.Tensor, index: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Draws the clip of global batch element `index` at `step`.
-
-    Returns:
-      sequence (index into the sequence list), start (first frame), y, x
-      (crop corner), flips int32 [3] (horizontal, vertical, rotate; 0 or 1),
-      channels int32 [3] (the RGB order: a permutation, or [0, 1, 2]), sigma
-      (noise std in 8-bit units), noise_key (seed of the noise).
-    """
-    key = tf.random.experimental.stateless_fold_in(
-        self.key, step, alg=_RNG_ALG)
-    key = tf.random.experimental.stateless_fold_in(key, index, alg=_RNG_ALG)
-    keys = tf.random.experimental.stateless_split(key, _NUM_KEYS, _RNG_ALG)
-    clip = tf.random.stateless_uniform(
-        [], keys[0], 0, self.total_clips, tf.int64, alg=_RNG_ALG)
-    sequence = tf.searchsorted(self.clip_end, clip[None], side="right")[0]
-    start = clip - (self.clip_end[sequence] - self.num_starts[sequence])
-    crop_h, crop_w = self.crop
-    y = tf.random.stateless_uniform(
-        [], keys[1], 0, self.heights[sequence] - crop_h + 1, tf.int64,
-        alg=_RNG_ALG)
-    x = tf.random.stateless_uniform(
-        [], keys[2], 0, self.widths[sequence] - crop_w + 1, tf.int64,
-        alg=_RNG_ALG)
-    flips = tf.random.stateless_uniform(
-        [3], keys[3], 0, 2, tf.int32, alg=_RNG_ALG)
-    if not self.augment:
-      flips = tf.zeros([3], tf.int32)
-    elif crop_h != crop_w:
-      flips = flips * tf.constant([1, 1, 0], tf.int32)
-    sigma = self.noise_std_sigma * tf.abs(tf.random.stateless_normal(
-        [], keys[4], dtype=tf.float32, alg=_RNG_ALG))
-    channels = tf.range(3, dtype=tf.int32)
-    if self.augment_colour:  # A key of its own: the other draws stay as they were.
-      colour_key = tf.random.experimental.stateless_fold_in(key, _NUM_KEYS, alg=_RNG_ALG)
-      channels = tf.argsort(tf.random.stateless_uniform([3], colour_key, alg=_RNG_ALG))
-    return dict(sequence=sequence, start=start, y=y, x=x, flips=flips,
-                channels=channels, sigma=sigma, noise_key=keys[5])
-
-  def frame_indices(self, params: dict[str, tf.Tensor]) -> tf.Tensor:
-    """Indices into the flat frame lists of the clip's frames, int64 [T]."""
-    return (self.first_frame[params["sequence"]] + params["start"]
-            + tf.range(self.clip_length, dtype=tf.int64))
+def _draw_arrays(draw: clip_sampler.ClipDraw) -> dict[str, np.ndarray]:
+  """`draw` as the arrays of _DRAW_SIGNATURE."""
+  return {"sequence": np.int64(draw.sequence), "start": np.int64(draw.start),
+          "frame": np.int64(draw.frame), "y": np.int64(draw.y), "x": np.int64(draw.x),
+          "reverse": np.array(draw.reverse), "transpose": np.bool_(draw.transpose),
+          "channels": np.array(draw.channels, np.int32), "sigma": np.float32(draw.sigma),
+          "noise_key": np.asarray(draw.noise_key, np.uint32)}
 
 
 def _decode_crop(path: tf.Tensor, y: tf.Tensor, x: tf.Tensor,
@@ -165,60 +111,56 @@ def _decode_crop(path: tf.Tensor, y: tf.Tensor, x: tf.Tensor,
   return image[y:y + crop[0], x:x + crop[1]]
 
 
-def _augment(clip: tf.Tensor, flips: tf.Tensor) -> tf.Tensor:
-  """Flips [N, h, w, 3] left-right, up-down, then rotates it by 90 degrees.
-
-  Each only if its flag in `flips` (int32 [3]) is 1.
-  """
-  clip = tf.cond(flips[0] > 0, lambda: tf.reverse(clip, [2]), lambda: clip)
-  clip = tf.cond(flips[1] > 0, lambda: tf.reverse(clip, [1]), lambda: clip)
-  if clip.shape[1] == clip.shape[2]:
-    clip = tf.cond(flips[2] > 0, lambda: tf.image.rot90(clip), lambda: clip)
+def _augment(clip: tf.Tensor, draw: dict[str, tf.Tensor],
+             permute_channels: bool) -> tf.Tensor:
+  """[N, h, w, 3] flipped, rotated and its channels ordered as the draw says
+  (clip_sampler.ClipDraw: reverse, transpose, channels; numpy_pipeline.augment_clip)."""
+  clip = tf.reverse(clip, tf.where(draw["reverse"])[:, 0])
+  if clip.shape[1] == clip.shape[2]:  # only square crops are ever transposed
+    clip = tf.cond(draw["transpose"], lambda: tf.transpose(clip, [0, 2, 1, 3]),
+                   lambda: clip)
+  if permute_channels:
+    clip = tf.gather(clip, draw["channels"], axis=-1)
   return clip
 
 
-def _finish_clip(blur: tf.Tensor, sharp: tf.Tensor,
-                 params: dict[str, tf.Tensor],
+def _finish_clip(blur: tf.Tensor, sharp: tf.Tensor, draw: dict[str, tf.Tensor],
                  add_noise: bool, permute_channels: bool) -> dict[str, tf.Tensor]:
   """Augments uint8 [T, h, w, 3] crops, converts to [0, 1]; with `add_noise` the
-  clip's noise std and seed words, for the noise drawn on the device."""
+  clip's noise std and key, for the noise drawn on the device."""
   num_frames = blur.shape[0]
-  both = _augment(tf.concat([blur, sharp], axis=0), params["flips"])
-  if permute_channels:
-    both = tf.gather(both, params["channels"], axis=-1)
+  both = _augment(tf.concat([blur, sharp], axis=0), draw, permute_channels)
   both = tf.cast(both, tf.float32) / 255.0
   clip = {"blur": both[:num_frames], "sharp": both[num_frames:]}
   if add_noise:  # the per-pixel noise: ifirnn_jax.input_noise, inside the train step
-    clip["noise_key"] = tf.reshape(tf.bitcast(params["noise_key"], tf.uint32), [4])
-    clip["noise_sigma"] = tf.cast(params["sigma"], tf.float32)
+    clip["noise_key"] = draw["noise_key"]
+    clip["noise_sigma"] = draw["sigma"]
   return clip
 
 
-def _file_clip_loader(sequences: SequenceType[Sequence], sampler: _ClipSampler,
+def _file_clip_loader(sequences: SequenceType[Sequence], clip_length: int,
                       crop: tuple[int, int]) -> Callable:
-  """(params) -> uint8 blur, sharp [T, h, w, 3] read from the files."""
+  """(draw) -> uint8 blur, sharp [T, h, w, 3] read from the files."""
   blur_paths = tf.constant([str(p) for s in sequences for p in s.blur_paths])
   sharp_paths = tf.constant([str(p) for s in sequences for p in s.sharp_paths])
 
-  def load(params):
-    frames = sampler.frame_indices(params)
-    y, x = params["y"], params["x"]
-    blur = [_decode_crop(blur_paths[frames[t]], y, x, crop)
-            for t in range(sampler.clip_length)]
-    sharp = [_decode_crop(sharp_paths[frames[t]], y, x, crop)
-             for t in range(sampler.clip_length)]
+  def load(draw):
+    y, x = draw["y"], draw["x"]
+    blur = [_decode_crop(blur_paths[draw["frame"] + t], y, x, crop)
+            for t in range(clip_length)]
+    sharp = [_decode_crop(sharp_paths[draw["frame"] + t], y, x, crop)
+             for t in range(clip_length)]
     return tf.stack(blur), tf.stack(sharp)
 
   return load
 
 
-def _cached_clip_loader(sequences: SequenceType[Sequence],
-                        sampler: _ClipSampler,
+def _cached_clip_loader(sequences: SequenceType[Sequence], clip_length: int,
                         crop: tuple[int, int]) -> Callable:
-  """(params) -> uint8 blur, sharp [T, h, w, 3] cut from frames in memory."""
+  """(draw) -> uint8 blur, sharp [T, h, w, 3] cut from frames in memory."""
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
     cache = [_load_uint8(sequence, pool) for sequence in sequences]
-  length = sampler.clip_length
+  length = clip_length
 
   def cut(sequence, start, y, x):
     blur, sharp = cache[sequence]
@@ -226,9 +168,9 @@ def _cached_clip_loader(sequences: SequenceType[Sequence],
               slice(x, x + crop[1]))
     return np.array(blur[window]), np.array(sharp[window])
 
-  def load(params):
+  def load(draw):
     blur, sharp = tf.numpy_function(
-        cut, [params["sequence"], params["start"], params["y"], params["x"]],
+        cut, [draw["sequence"], draw["start"], draw["y"], draw["x"]],
         [tf.uint8, tf.uint8], stateful=False)
     return blur, sharp
 
@@ -247,15 +189,13 @@ def _load_uint8(sequence: Sequence, pool: concurrent.futures.Executor
 
 
 def _find_unreadable_file(sequences: SequenceType[Sequence],
-                          sampler: _ClipSampler, step: int,
-                          indices: range) -> DataError | None:
-  """Re-reads the files of the clips of `step` to name a failing one."""
-  for index in indices:
-    params = sampler(tf.constant(step, tf.int64), tf.constant(index, tf.int64))
-    sequence = sequences[int(params["sequence"])]
-    start = int(params["start"])
+                          draws: list[clip_sampler.ClipDraw],
+                          clip_length: int) -> DataError | None:
+  """Re-reads the files of the clips `draws` to name a failing one."""
+  for draw in draws:
+    sequence = sequences[draw.sequence]
     for paths in (sequence.blur_paths, sequence.sharp_paths):
-      for path in paths[start:start + sampler.clip_length]:
+      for path in paths[draw.start:draw.start + clip_length]:
         try:
           image_io.read_image(path)
         except DataError as e:
@@ -305,27 +245,30 @@ def make_train_iterator(
                                           noise_std_sigma)
 
   local_batch = batch_size // process_count
-  first_index = process_index * local_batch
-  sampler = _ClipSampler(sizes, [s.num_frames for s in sequences],
-                         clip_length, crop, seed, augment,
-                         float(noise_std_sigma), augment_colour)
+  indices = range(process_index * local_batch, (process_index + 1) * local_batch)
+  sampler = clip_sampler.ClipSampler(sizes, [s.num_frames for s in sequences],
+                                     clip_length, crop, seed, augment,
+                                     float(noise_std_sigma), augment_colour)
   loader = (_cached_clip_loader if cache_frames else _file_clip_loader)(
-      sequences, sampler, crop)
+      sequences, clip_length, crop)
 
-  def make_clip(counter):
-    step = counter // local_batch
-    index = counter % local_batch + first_index
-    params = sampler(step, index)
-    blur, sharp = loader(params)
+  def draws() -> Iterator[dict[str, np.ndarray]]:
+    """This process's clips of steps start_step, start_step + 1, ..., in order."""
+    for step in itertools.count(start_step):
+      for draw in sampler.draws(step, indices):
+        yield _draw_arrays(draw)
+
+  def make_clip(draw):
+    blur, sharp = loader(draw)
     blur.set_shape([clip_length, *crop, 3])
     sharp.set_shape([clip_length, *crop, 3])
-    return _finish_clip(blur, sharp, params, noise_std_sigma > 0, augment_colour)
+    return _finish_clip(blur, sharp, draw, noise_std_sigma > 0, augment_colour)
 
   options = tf.data.Options()
   options.deterministic = True
   options.threading.max_intra_op_parallelism = 1
   dataset = (
-      tf.data.Dataset.counter(start_step * local_batch, dtype=tf.int64)
+      tf.data.Dataset.from_generator(draws, output_signature=_DRAW_SIGNATURE)
       .map(make_clip, num_parallel_calls=tf.data.AUTOTUNE)
       .batch(local_batch, drop_remainder=True)
       .prefetch(prefetch)
@@ -338,9 +281,7 @@ def make_train_iterator(
       try:
         batch = next(iterator)
       except tf.errors.OpError as e:
-        error = _find_unreadable_file(
-            sequences, sampler, step,
-            range(first_index, first_index + local_batch))
+        error = _find_unreadable_file(sequences, sampler.draws(step, indices), clip_length)
         raise (error or DataError(
             f"training input pipeline failed at step {step}: "
             f"{e.message}")) from None

@@ -4,16 +4,15 @@
     batch = next(batches)   # {"blur", "sharp"}: float32 [4, 12, 256, 256, 3],
                             # {"noise_key"}: uint32 [4, 4], {"noise_sigma"}: float32 [4]
 
-The same recipe and the same random draws as input_pipeline's tf.data pipeline
-(clip_sampler.ClipSampler reproduces its Philox draws), so the batch at step k is the
-same pure function of (seed, k): the clips, crops, flips, rotations, channel orders and
-sharp frames, noise stds and noise seeds are equal element for element. The per-pixel
-noise is not added here: each clip's 'noise_sigma' (8-bit units) and 'noise_key' (its
-seed's words) go with the batch, and the train step draws the noise on the device
-(ifirnn_jax.input_noise). Frames are decoded by
-`read_image` (Pillow), which gives the pixels of tf.io's decoders (PNG exactly, JPEG
-with its accurate integer DCT). Clips are made by `num_workers` threads (Pillow and
-numpy release the GIL), `prefetch` batches ahead.
+The same recipe and the same batches as input_pipeline's tf.data pipeline: both take
+each clip's random choices from clip_sampler.ClipSampler and apply them as its
+`ClipDraw` defines, so the batch at step k is the same pure function of (seed, k). The
+per-pixel noise is not added here: each clip's 'noise_sigma' (8-bit units) and
+'noise_key' go with the batch, and the train step draws the noise on the device
+(ifirnn_jax.input_noise). Frames are decoded by `read_image` (Pillow), which gives the
+pixels of tf.io's decoders (PNG exactly, JPEG with its accurate integer DCT). Clips are
+made by `num_workers` threads (Pillow and numpy release the GIL), `prefetch` batches
+ahead.
 """
 
 from __future__ import annotations
@@ -32,15 +31,14 @@ from data_pipeline.layouts import Sequence
 Batch = dict[str, np.ndarray]
 
 
-def augment_clip(both: np.ndarray, flips: tuple[int, int, int]) -> np.ndarray:
-  """Flips [N, h, w, 3] left-right, up-down, then rotates it by 90 degrees
-  counter-clockwise, each only if its flag is 1 (the rotation only when h == w)."""
-  if flips[0]:
-    both = both[:, :, ::-1]
-  if flips[1]:
-    both = both[:, ::-1]
-  if flips[2] and both.shape[1] == both.shape[2]:
-    both = np.rot90(both, 1, axes=(1, 2))
+def augment_clip(both: np.ndarray, draw: ClipDraw) -> np.ndarray:
+  """[N, h, w, 3] flipped, rotated and its channels ordered as `draw` says (a view
+  where it can be)."""
+  both = np.flip(both, axis=tuple(int(a) for a in np.flatnonzero(draw.reverse)))
+  if draw.transpose:
+    both = np.swapaxes(both, 1, 2)
+  if draw.channels != (0, 1, 2):
+    both = both[..., list(draw.channels)]
   return both
 
 
@@ -61,8 +59,9 @@ def make_train_iterator(
       iterating too, naming the file).
   """
   crop = clip_sampler.crop_shape(crop_size)
-  sizes = clip_sampler.check_train_inputs(sequences, batch_size, clip_length, crop, start_step,
-                             process_index, process_count, noise_std_sigma)
+  sizes = clip_sampler.check_train_inputs(sequences, batch_size, clip_length, crop,
+                                          start_step, process_index, process_count,
+                                          noise_std_sigma)
   local_batch = batch_size // process_count
   first_index = process_index * local_batch
   sampler = ClipSampler(sizes, [s.num_frames for s in sequences], clip_length, crop,
@@ -85,16 +84,13 @@ def make_train_iterator(
                            for p in paths[window[0]]])
                  for paths in (sequence.blur_paths, sequence.sharp_paths))
 
-  def make_clip(step: int, index: int) -> dict[str, np.ndarray]:
-    draw = sampler(step, index)
+  def make_clip(draw: ClipDraw) -> dict[str, np.ndarray]:
     blur, sharp = frames(draw)
-    both = augment_clip(np.concatenate([blur, sharp]), draw.flips)
-    if augment_colour:
-      both = both[..., list(draw.channels)]
+    both = augment_clip(np.concatenate([blur, sharp]), draw)
     both = both.astype(np.float32) / np.float32(255.0)  # a new array: no cache shared
     clip = {"blur": both[:clip_length], "sharp": both[clip_length:]}
     if noise_std_sigma > 0:  # drawn on the device (ifirnn_jax.input_noise)
-      clip.update(noise_key=draw.noise_seed.as_words(), noise_sigma=np.float32(draw.sigma))
+      clip.update(noise_key=draw.noise_key, noise_sigma=draw.sigma)
     return clip
 
   def batches() -> Iterator[Batch]:
@@ -104,8 +100,8 @@ def make_train_iterator(
     try:
       while True:
         while len(pending) < prefetch + 1:
-          pending.append([pool.submit(make_clip, next_step, index) for index in
-                          range(first_index, first_index + local_batch)])
+          draws = sampler.draws(next_step, range(first_index, first_index + local_batch))
+          pending.append([pool.submit(make_clip, draw) for draw in draws])
           next_step += 1
         clips = [future.result() for future in pending.popleft()]
         # np.stack makes new arrays: a yielded batch is never written again (on CPU the

@@ -7,7 +7,6 @@ import pytest
 
 import data_trees
 from data_pipeline import input_pipeline, loaders, numpy_pipeline
-from data_pipeline.clip_sampler import Seed
 from data_pipeline.errors import DataError
 from data_pipeline.layouts import find_sequences
 
@@ -67,20 +66,6 @@ def test_the_batches_vary_and_repeat_for_the_seed(png_sequences):
   again = _batches(numpy_pipeline.make_train_iterator, png_sequences, 3, **kwargs)
   np.testing.assert_array_equal(first[2]["blur"], again[2]["blur"])
   assert not np.array_equal(first[0]["sharp"], first[1]["sharp"])
-
-
-def test_seed_streams_equal_tensorflow():
-  import tensorflow as tf
-  seed = tf.constant([5, -9], tf.int64)
-  ours = Seed.of(5, -9)
-  np.testing.assert_array_equal(
-      tf.random.stateless_uniform([9], seed, dtype=tf.int64, minval=None, maxval=None,
-                                  alg="philox").numpy(), ours.uint64(9).astype(np.int64))
-  np.testing.assert_array_equal(
-      tf.random.stateless_uniform([5], seed, alg="philox").numpy(), ours.uniform_float(5))
-  np.testing.assert_allclose(
-      tf.random.stateless_normal([999], seed, alg="philox").numpy(), ours.normal((999,)),
-      rtol=0, atol=1e-6)
 
 
 def test_unreadable_frame_names_the_file(tmp_path):
