@@ -212,12 +212,19 @@ def _own_workdir(workdir_path: Path, config: ml_collections.ConfigDict,
   def own():
     lock = run_dir.claim(workdir_path)
     try:
-      return lock, run_dir.config_changes(workdir_path, config.to_dict(), allow_config_change)
+      return lock, run_dir.config_changes(workdir_path, recorded_config(config),
+                                          allow_config_change)
     except BaseException:
       lock.release()
       raise
   owned = _on_process_0(own, f"--workdir {workdir_path}")
   return owned if owned is not None else (None, {})
+
+
+def recorded_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """What the workdir records of the run (config.json): the config, and the version of
+  the clip sampler whose stream of batches it trains on (workdir.RECORDED_FIELDS)."""
+  return dict(config.to_dict(), clip_sampler_version=clip_sampler.VERSION)
 
 
 def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: int,
@@ -274,7 +281,7 @@ def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: 
     state = jax.jit(init_state, out_shardings=replicated)(params)
   start_step = int(jax.device_get(state.step))
   if is_main:  # after the resume, so a refused workdir keeps its config record
-    run_dir.record_config(workdir_path, config.to_dict(), changes, start_step)
+    run_dir.record_config(workdir_path, recorded_config(config), changes, start_step)
     for field, (old, new) in changes.items():
       logging.info("config.%s changed: %r -> %r (recorded in %s)", field, old, new,
                    workdir_path / run_dir.HISTORY_FILE)

@@ -14,7 +14,9 @@
   augmentation) is refused unless allowed; the fields in `MUTABLE_FIELDS` (length of the
   run, intervals, evaluation, devices, loader, data root path, the model's runtime
   fields) may change. Every change is appended to `config_history.jsonl`; `config.json`
-  stays the first run's.
+  stays the first run's. Beside the config, a run records what no config field says but
+  what changes the batches (`RECORDED_FIELDS`: the clip sampler's version); a workdir
+  whose record lacks one was trained before it existed, which counts as a change.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ MUTABLE_FIELDS = (
     "checkpoint_every_steps", "keep_checkpoints", "eval", "final_eval", "cpu_devices",
     "data.loader", "data.cache_frames", "data.root", "data.make_default_if_missing",
     "model.scan_unroll", "model.remat", "model.conv_impl")
+
+# Fields a run records beside its config (train.recorded_config). A workdir without one
+# was trained by a version before it (value None: the clip sampler's stream before
+# version 2), which is a change, not a field only one side has.
+RECORDED_FIELDS = ("clip_sampler_version",)
 
 
 class WorkdirError(Exception):
@@ -165,7 +172,8 @@ def config_changes(workdir: str | os.PathLike, config: dict[str, Any],
 
   Raises WorkdirError, listing them, if one changes what is trained and not
   `allow_change`. A workdir without checkpoints has trained nothing: any change goes.
-  Fields only one side has (a config of another version of this code) are not compared.
+  Fields only one side has (a config of another version of this code) are not compared,
+  except `RECORDED_FIELDS`: one this run has and the workdir lacks changes from None.
   """
   path = Path(workdir)
   old = _current_config(path)
@@ -174,9 +182,14 @@ def config_changes(workdir: str | os.PathLike, config: dict[str, Any],
   new = _flat(config)
   changes = {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys())
              if json.dumps(old[k], default=str) != json.dumps(new[k], default=str)}
+  changes.update({k: (None, new[k]) for k in RECORDED_FIELDS if k in new and k not in old})
+  changes = dict(sorted(changes.items()))
   trained = {k: v for k, v in changes.items() if not _mutable(k)}
   if trained and not allow_change and _has_checkpoints(path):
     listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in trained.items())
+    if "clip_sampler_version" in trained:
+      listed += (" (the training clips are drawn another way by this version: the run "
+                 "cannot go on with the batches it would have had)")
     raise WorkdirError(
         f"--workdir {path} was trained with another config: {listed}. Resume with the "
         f"run's values ({CONFIG_FILE}, {HISTORY_FILE}), train in a new --workdir, or pass "

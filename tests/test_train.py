@@ -85,7 +85,9 @@ def reference_run(dataset, tmp_path_factory):
 def test_tiny_run_writes_checkpoints_metrics_and_results(reference_run):
   workdir, weights, result = reference_run
   assert (workdir / "config.json").is_file()
-  assert json.loads((workdir / "config.json").read_text())["model"]["name"] == "C2H2"
+  recorded = json.loads((workdir / "config.json").read_text())
+  assert recorded["model"]["name"] == "C2H2"
+  assert recorded["clip_sampler_version"] == 2  # the stream of its batches
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["4", "6"]  # keep 2
   assert len(list((workdir / "best").iterdir())) == 1
   results = json.loads((workdir / "eval" / "results.json").read_text())

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import pytest
 
 import ifirnn_jax as ifr
-from data_pipeline import termination
+from data_pipeline import clip_sampler, termination
 from data_pipeline.errors import DataError
 from data_pipeline.files import write_json_atomic
 from ifirnn_jax import checkpoint, default_config, train, workdir, writers
@@ -99,6 +99,24 @@ def test_a_resume_that_changes_what_is_trained_is_refused(tmp_path, gopro):
   assert not (work / workdir.HISTORY_FILE).exists()
   assert sorted(p.name for p in work.iterdir()) == ["checkpoints", "config.json",
                                                     workdir.LOCK_FILE]
+
+
+def test_a_workdir_of_the_older_clip_sampler_is_not_resumed_without_a_word(tmp_path, gopro):
+  # Its config.json has no clip_sampler_version: its batches came from the sampler before.
+  work = _trained_workdir(tmp_path / "w", _config(gopro))
+  first = (work / "config.json").read_bytes()
+  with pytest.raises(workdir.WorkdirError, match="clip_sampler_version None -> 2"):
+    train.train_and_evaluate(_config(gopro), str(work))
+  assert not (work / workdir.HISTORY_FILE).exists()
+  record = train.recorded_config(_config(gopro))
+  assert record["clip_sampler_version"] == clip_sampler.VERSION == 2
+  changes = workdir.config_changes(work, record, allow_change=True)
+  assert changes == {"clip_sampler_version": (None, 2)}
+  workdir.record_config(work, record, changes, start_step=2)
+  history = json.loads((work / workdir.HISTORY_FILE).read_text())
+  assert history["changes"] == {"clip_sampler_version": [None, 2]}
+  assert workdir.config_changes(work, record) == {}  # the next start: no change
+  assert (work / "config.json").read_bytes() == first
 
 
 def test_resumes_may_change_the_run_length_and_runtime_fields_and_all_is_recorded(
