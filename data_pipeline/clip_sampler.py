@@ -40,7 +40,7 @@ class ClipDraw:
   index in all sequences' frames laid end to end), y, x (crop corner), flips
   (horizontal, vertical, rotate by 90 degrees counter-clockwise; 0 or 1, applied in
   that order), channels (the RGB order), sigma (noise std in 8-bit units), noise_key
-  (uint32 [4], the seed of the clip's per-pixel noise, drawn on the device).
+  (four uint32 words: the key of the clip's per-pixel noise, drawn on the device).
   """
   sequence: int
   start: int
@@ -50,7 +50,7 @@ class ClipDraw:
   flips: tuple[int, int, int]
   channels: tuple[int, int, int]
   sigma: np.float32
-  noise_key: np.ndarray
+  noise_key: tuple[int, int, int, int]
 
   # The flips of a clip [N, h, w, C] as two steps numpy and TensorFlow both have:
   # reverse the axes where `reverse` is true, then swap rows and columns if
@@ -61,7 +61,7 @@ class ClipDraw:
   def reverse(self) -> tuple[bool, bool, bool, bool]:
     """Axes of [N, h, w, C] to reverse."""
     horizontal, vertical, rotate = self.flips
-    return (False, bool(vertical), bool(horizontal ^ rotate), False)
+    return (False, bool(vertical), horizontal != rotate, False)
 
   @property
   def transpose(self) -> bool:
@@ -101,7 +101,7 @@ class ClipSampler:
     flips = [int(f) for f in rng.integers(2, size=3)]
     channels = tuple(int(c) for c in rng.permutation(3))
     normal = rng.standard_normal()
-    noise_key = rng.integers(2**32, size=4, dtype=np.uint32)
+    noise_key = tuple(int(w) for w in rng.integers(2**32, size=4, dtype=np.uint32))
     if not self.augment:
       flips = [0, 0, 0]
     elif crop_h != crop_w:

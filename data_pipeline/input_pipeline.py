@@ -94,7 +94,7 @@ def _draw_arrays(draw: clip_sampler.ClipDraw) -> dict[str, np.ndarray]:
           "frame": np.int64(draw.frame), "y": np.int64(draw.y), "x": np.int64(draw.x),
           "reverse": np.array(draw.reverse), "transpose": np.bool_(draw.transpose),
           "channels": np.array(draw.channels, np.int32), "sigma": np.float32(draw.sigma),
-          "noise_key": np.asarray(draw.noise_key, np.uint32)}
+          "noise_key": np.array(draw.noise_key, np.uint32)}
 
 
 def _decode_crop(path: tf.Tensor, y: tf.Tensor, x: tf.Tensor,

@@ -90,7 +90,7 @@ def make_train_iterator(
     both = both.astype(np.float32) / np.float32(255.0)  # a new array: no cache shared
     clip = {"blur": both[:clip_length], "sharp": both[clip_length:]}
     if noise_std_sigma > 0:  # drawn on the device (ifirnn_jax.input_noise)
-      clip.update(noise_key=draw.noise_key, noise_sigma=draw.sigma)
+      clip.update(noise_key=np.array(draw.noise_key, np.uint32), noise_sigma=draw.sigma)
     return clip
 
   def batches() -> Iterator[Batch]:

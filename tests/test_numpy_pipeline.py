@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 import numpy as np
 import pytest
 
 import data_trees
-from data_pipeline import input_pipeline, loaders, numpy_pipeline
+from data_pipeline import clip_sampler, input_pipeline, loaders, numpy_pipeline
+from data_pipeline.clip_sampler import ClipDraw, ClipSampler
 from data_pipeline.errors import DataError
 from data_pipeline.layouts import find_sequences
 
@@ -66,6 +70,47 @@ def test_the_batches_vary_and_repeat_for_the_seed(png_sequences):
   again = _batches(numpy_pipeline.make_train_iterator, png_sequences, 3, **kwargs)
   np.testing.assert_array_equal(first[2]["blur"], again[2]["blur"])
   assert not np.array_equal(first[0]["sharp"], first[1]["sharp"])
+
+
+def _sampler(**flags):
+  flags = dict(dict(augment=True, noise_std_sigma=2.0, augment_colour=True), **flags)
+  return ClipSampler([(24, 32), (24, 32), (30, 40)], [6, 6, 9], 3, (16, 16), seed=7, **flags)
+
+
+def test_the_clip_sampler_stream_is_pinned():
+  """Sampler version 2's draws. If this fails, the stream changed (the code, or NumPy's
+  Generator): bump clip_sampler.VERSION, so no workdir resumes on it silently."""
+  assert clip_sampler.VERSION == 2
+  sampler = _sampler()
+  assert sampler(0, 0) == ClipDraw(
+      sequence=2, start=4, frame=16, y=5, x=20, flips=(0, 1, 1), channels=(2, 1, 0),
+      sigma=np.float32(3.5709553), noise_key=(3848424124, 1473775340, 483952157, 3601408595))
+  assert sampler(10**6, 3) == ClipDraw(
+      sequence=1, start=3, frame=9, y=7, x=15, flips=(0, 1, 0), channels=(0, 2, 1),
+      sigma=np.float32(1.0284933), noise_key=(1506052822, 79336468, 3908053558, 2313250697))
+  # The flags switch their own fields only: every other draw stays.
+  for flags, field, value in ((dict(augment=False), "flips", (0, 0, 0)),
+                              (dict(augment_colour=False), "channels", (0, 1, 2)),
+                              (dict(noise_std_sigma=0.0), "sigma", 0.0)):
+    assert _sampler(**flags)(0, 0) == dataclasses.replace(sampler(0, 0), **{field: value})
+
+
+@pytest.mark.parametrize("flips", itertools.product((0, 1), repeat=3))
+def test_a_draws_flips_are_the_documented_transforms(flips):
+  """clip_sampler.ClipDraw's reversals and transpose, as both loaders apply them, are
+  the flips of the recipe: left-right, up-down, then 90 degrees counter-clockwise."""
+  import tensorflow as tf
+  clip = np.arange(2 * 5 * 5 * 3, dtype=np.uint8).reshape(2, 5, 5, 3)
+  expected = clip[:, :, ::-1] if flips[0] else clip
+  expected = expected[:, ::-1] if flips[1] else expected
+  expected = np.rot90(expected, 1, axes=(1, 2)) if flips[2] else expected
+  draw = ClipDraw(sequence=0, start=0, frame=0, y=0, x=0, flips=flips, channels=(2, 0, 1),
+                  sigma=np.float32(0), noise_key=(0, 0, 0, 0))
+  expected = expected[..., [2, 0, 1]]
+  np.testing.assert_array_equal(numpy_pipeline.augment_clip(clip, draw), expected)
+  arrays = {k: tf.constant(v) for k, v in input_pipeline._draw_arrays(draw).items()}
+  np.testing.assert_array_equal(
+      input_pipeline._augment(tf.constant(clip), arrays, permute_channels=True), expected)
 
 
 def test_unreadable_frame_names_the_file(tmp_path):

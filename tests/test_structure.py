@@ -104,3 +104,46 @@ def test_backend_queries_exec_and_mallopt_live_only_in_the_runtime_layer():
   for name in CORE:  # nor does the core ask which devices there are
     text = _modules()[name].read_text()
     assert "jax.devices(" not in text and "device_count(" not in text, name
+
+
+# What implementing a random number generator takes: its constants (multipliers, key
+# increments, seed scramblers: 32- and 64-bit numbers, mostly written in hex) and its
+# bit mixing (xor, shifts right). NumPy's and TensorFlow's generators do that for
+# data_pipeline; `1 << n` (a power of two) is the one shift allowed.
+_GENERATOR_NAMES = ("philox", "threefry", "xorshift", "xoshiro", "splitmix", "pcg",
+                    "mersenne", "lcg", "box_muller")
+
+
+def _generator_code(source):
+  """What in `source` looks like the inside of a random number generator: [(line, what)]."""
+  found = []
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.Constant) and type(node.value) is int and node.value >= 2**16:
+      text = ast.get_source_segment(source, node) or ""
+      power_of_two = node.value & (node.value - 1) == 0
+      if text.lower().startswith("0x") or (node.value >= 2**31 and not power_of_two):
+        found.append((node.lineno, f"constant {text}"))
+    elif isinstance(node, (ast.BinOp, ast.AugAssign)):
+      op = node.op
+      one = isinstance(node, ast.BinOp) and isinstance(node.left, ast.Constant) and (
+          node.left.value == 1)
+      if isinstance(op, (ast.BitXor, ast.RShift)) or (isinstance(op, ast.LShift) and not one):
+        found.append((node.lineno, type(op).__name__))
+    elif isinstance(node, (ast.FunctionDef, ast.ClassDef)) and any(
+        name in node.name.lower() for name in _GENERATOR_NAMES):
+      found.append((node.lineno, f"def {node.name}"))
+  return found
+
+
+def test_no_module_in_data_pipeline_implements_a_random_number_generator():
+  found = {name: _generator_code(path.read_text()) for name, path in _modules().items()
+           if _within(name, ("data_pipeline",))}
+  assert not any(found.values()), {k: v for k, v in found.items() if v}
+  # The check finds one: a SplitMix64 step, and a Philox round's constants.
+  splitmix = ("def splitmix64(x):\n  x = (x + 0x9E3779B97F4A7C15) % 2**64\n"
+              "  x = (x ^ (x >> 30)) * 13787848793156543929\n  return x ^ (x >> 31)\n")
+  assert {what for _, what in _generator_code(splitmix)} == {
+      "def splitmix64", "constant 0x9E3779B97F4A7C15", "constant 13787848793156543929",
+      "BitXor", "RShift"}
+  assert _generator_code("M0, W0 = 0xD2511F53, 0x9E3779B9\n") == [
+      (1, "constant 0xD2511F53"), (1, "constant 0x9E3779B9")]
