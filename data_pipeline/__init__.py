@@ -2,8 +2,8 @@
 
 Modules: `image_io` (frames as uint8/float32 arrays), `layouts` (paired
 sequences of the GOPRO, DVD, BSD and generic layouts), `eval_pipeline`
-(whole frames for evaluation), `clip_sampler` (the seeded choice, crop, flips
-and noise of each training clip), `input_pipeline` (the tf.data training
+(whole frames for evaluation), `clip_sampler` (the random choices of each
+training clip, drawn in numpy for both loaders), `input_pipeline` (the tf.data training
 pipeline; imports TensorFlow), `numpy_pipeline` (the same batches without
 TensorFlow), `loaders` (picks one of the two), `video` (video files),
 `outputs` and `termination` (safe overwrites, SIGTERM), `synthesize` and
@@ -11,7 +11,7 @@ TensorFlow), `loaders` (picks one of the two), `video` (video files),
 (TFDS builders for GOPRO and DVD). Every bad input raises `DataError`.
 Nothing here imports `ifirnn_jax`.
 
-TensorFlow only crops, flips and adds noise here, so importing this package sets two of
+TensorFlow only reads, crops and flips here, so importing this package sets two of
 its environment defaults, unless already set: TF_ENABLE_ONEDNN_OPTS=0 (oneDNN's custom
 ops are for TensorFlow's convolutions and matmuls, which nothing here runs) and
 TF_CPP_MIN_LOG_LEVEL=1. Together they keep TensorFlow's C++ start-up lines ("oneDNN
