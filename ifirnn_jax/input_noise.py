@@ -2,8 +2,8 @@
 
 The loaders (data_pipeline) draw each clip's noise std sigma (8-bit units) and a
 per-clip seed on the host and give them with the clean frames: 'noise_sigma' float32
-[B] and 'noise_key' uint32 [B, 4] (the clip's 64-bit stateless seed pair as four
-words). `add_noise` turns them into blur + N(0, sigma^2) / 255 per pixel (not clipped,
+[B] and 'noise_key' uint32 [B, 4] (four random words per clip,
+data_pipeline.clip_sampler). `add_noise` turns them into blur + N(0, sigma^2) / 255 per pixel (not clipped,
 as the paper), so the host only reads, crops and flips, and the noise of batch k stays
 a pure function of (seed, k): resume is exact, on any number of devices.
 """
