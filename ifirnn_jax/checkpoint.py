@@ -156,8 +156,12 @@ class RunCheckpoints:
     self._finish("best")
 
   def close(self) -> None:
-    self.periodic.close()
-    self.best.close()
+    """Closes both managers; the absl log filter of the run goes with them."""
+    try:
+      self.periodic.close()
+      self.best.close()
+    finally:
+      py_logging.getLogger("absl").removeFilter(_NO_WRITER_THREAD_TRACEBACKS)
 
 
 @contextlib.contextmanager

@@ -466,7 +466,7 @@ REPRODUCE = [
         ROOT = Path(OUTPUT_ROOT).resolve()
         CONFIG_NAME = Path(CONFIG).stem
         WORKDIR = ROOT / "workdirs" / (CONFIG_NAME + ("_tiny" if TINY else ""))
-        OUT_DIR = WORKDIR / "logs"
+        OUT_DIR = ROOT / "outputs" / WORKDIR.name  # logs; a workdir holds only what train writes
         OUT_DIR.mkdir(parents=True, exist_ok=True)
 
         import jax
