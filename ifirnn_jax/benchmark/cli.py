@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from data_pipeline import console, files, outputs
+from data_pipeline import console, files, outputs, termination
 from data_pipeline.errors import DataError
 from ifirnn_jax import runtime
 from ifirnn_jax.benchmark.commands import commands_table, run_commands
@@ -250,32 +249,26 @@ def run(settings: Settings) -> dict[str, Any]:
   return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
-  try:
-    check_out(args.out, args.overwrite)
-  except BenchmarkError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+def benchmark(args: argparse.Namespace) -> None:
+  """Runs the --mode of the command line, prints its table and where the results are."""
+  check_out(args.out, args.overwrite)
   if args.mode in ("memory", "commands"):
-    try:
-      report = run_memory(args) if args.mode == "memory" else run_commands(args)
-    except BenchmarkError as e:
-      print(f"error: {e}", file=sys.stderr)
-      return 2
+    report = run_memory(args) if args.mode == "memory" else run_commands(args)
     print(memory_table(report) if args.mode == "memory" else commands_table(report))
     print(f"results: {args.out}")
-    return 0
+    return
   if args.mode == "train" and args.isolate:
     # Several processes share the device: keep this one from preallocating GPU memory
     # (effective only before JAX first touches a device).
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-  try:
-    settings = settings_from_args(args)
-    report = run(settings)
-  except BenchmarkError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  settings = settings_from_args(args)
+  report = run(settings)
   print(inference_table(report) if settings.mode == "inference" else train_table(report))
   print(f"results: {settings.out}")
-  return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """The command line; returns the exit status (0, 2 bad input, 130 Ctrl-C, 143 SIGTERM)."""
+  args = build_parser().parse_args(argv)
+  return termination.run_command(lambda: benchmark(args), (BenchmarkError,),
+                                 "the benchmark did not finish")
