@@ -51,8 +51,8 @@ from typing import Sequence
 
 from data_pipeline import console, files, image_io, layouts, outputs, termination
 from data_pipeline.errors import DataError
-from ifirnn_jax import (checkpoint, cli, default_config, metrics, plots, reports, runtime,
-                        weights)
+from ifirnn_jax import (cli, default_config, loading, metrics, plots, reports,
+                        runtime, weights)
 from ifirnn_jax.checkpoint import CheckpointError
 from ifirnn_jax.evaluation import EvalError, FrameResult, Setting, frame_results, summarize
 from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS, Params
@@ -214,19 +214,16 @@ def _save_frames(results: Iterator[FrameResult], settings: Sequence[Setting],
 
 def _load(args: argparse.Namespace) -> tuple[IFIRNN, Params, int | None]:
   """(model, params, the checkpoint step read; None for --weights)."""
-  step = None
-  if args.workdir:  # the step actually read: training may remove the latest meanwhile
-    model, params, step = checkpoint.read_checkpoint(args.workdir, args.step, best=args.best)
-  else:
-    model, params = weights.load_model(args.weights)
-    if args.model:
-      try:
-        expected = dataclasses.replace(model, **default_config.model_fields(args.model))
-      except ValueError as e:  # an unknown name (ConfigError), or N out of bounds
-        reason = str(e).removeprefix("config.model.name: ")
-        raise EvalError(f"--model {args.model}: {reason}") from None
-      params = weights.load_weights(args.weights, expected)
-      model = expected
+  model, params, step = loading.load_network(args.weights, args.workdir, step=args.step,
+                                             best=args.best)
+  if args.weights and args.model:  # the file must fit the named model
+    try:
+      expected = dataclasses.replace(model, **default_config.model_fields(args.model))
+    except ValueError as e:  # an unknown name (ConfigError), or N out of bounds
+      reason = str(e).removeprefix("config.model.name: ")
+      raise EvalError(f"--model {args.model}: {reason}") from None
+    params = weights.load_weights(args.weights, expected)
+    model = expected
   return dataclasses.replace(model, conv_impl=args.conv_impl), params, step
 
 

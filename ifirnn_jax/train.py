@@ -55,8 +55,8 @@ from jax.sharding import Mesh
 
 from data_pipeline import clip_sampler, files, layouts, loaders, termination
 from ifirnn_jax import checkpoint as ckpt
-from ifirnn_jax import (default_config, device_input, evaluation, reports, runtime, weights,
-                        writers)
+from ifirnn_jax import (default_config, device_input, evaluation, loading, reports, runtime,
+                        weights, writers)
 from ifirnn_jax import workdir as run_dir
 from ifirnn_jax.runtime import cpu_devices
 from ifirnn_jax.models import IFIRNN, Params
@@ -77,14 +77,9 @@ from ifirnn_jax.train_step import (  # noqa: F401  (train.X is the API the bench
 
 def _load_init_params(path: str, model: IFIRNN) -> Params:
   """Params to fine-tune from: a workdir (latest checkpoint) or a weight file."""
+  source = dict(workdir=path) if Path(path).is_dir() else dict(weight_file=path)
   try:
-    if Path(path).is_dir():
-      source_model, params = ckpt.load_checkpoint(path)
-      if source_model.architecture() != model.architecture():
-        raise TrainingError(f"config.init_from: {path} holds {source_model.name} "
-                            f"{source_model.architecture()}, not {model.architecture()}")
-      return params
-    return weights.load_weights(path, model)
+    return loading.load_network(**source, model=model)[1]
   except (ckpt.CheckpointError, weights.WeightsError) as e:
     raise TrainingError(f"config.init_from: {e}") from None
 
