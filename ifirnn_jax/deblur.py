@@ -40,7 +40,7 @@ from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, is_video_path, open_frames
 from ifirnn_jax import cli, labels, loading, metrics, runtime, tiling
 from ifirnn_jax.checkpoint import CheckpointError
-from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS
+from ifirnn_jax.models import IFIRNN, check_count
 from ifirnn_jax.weights import WeightsError
 
 # Frames with more pixels than this are tiled unless told otherwise (1080p fits).
@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(args: argparse.Namespace) -> None:
   """Raises ValueError for values argparse cannot check alone."""
-  if args.iterations is not None and not 1 <= args.iterations <= MAX_ITERATIONS:
-    raise ValueError(f"--iterations must be in 1..{MAX_ITERATIONS}, got {args.iterations}")
+  if args.iterations is not None:
+    check_count("--iterations", args.iterations)  # the model's own bounds on N
   if args.max_frames is not None and args.max_frames < 1:
     raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
   if args.step is not None and args.workdir is None:

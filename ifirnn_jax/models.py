@@ -208,7 +208,7 @@ class IFIRNN:
     for name, maximum in dict(iterations=MAX_ITERATIONS, n1=MAX_WIDTH, n2=MAX_WIDTH, n3=MAX_WIDTH,
                               nh=MAX_WIDTH, gate_hidden=MAX_WIDTH,
                               num_resblocks=MAX_RESBLOCKS).items():  # any integer type -> int
-      object.__setattr__(self, name, _check_count(name, getattr(self, name), maximum,
+      object.__setattr__(self, name, check_count(name, getattr(self, name), maximum,
                                                   minimum=int(name != "num_resblocks")))
     for name in ("gated", "residual_output", "remat"):
       if not isinstance(getattr(self, name), bool):
@@ -319,7 +319,7 @@ class IFIRNN:
     Returns:
       (L_t [B, T, H, W, 3] float32, h_T [B, H/4, W/4, nh], GateTrace or None).
     """
-    num_iterations = _check_count("iterations",
+    num_iterations = check_count("iterations",
                                   self.iterations if iterations is None else iterations)
     if gate_mode not in GATE_MODES:
       raise ValueError(f"gate_mode must be one of {GATE_MODES}, got {gate_mode!r}")
@@ -492,7 +492,7 @@ class IFIRNN:
     video = as_unit_float(video, "video")
     if video.ndim not in (4, 5) or video.shape[-1] != 3:
       raise ValueError(f"video must be [T, H, W, 3] or [B, T, H, W, 3], got shape {video.shape}")
-    n = _check_count("iterations", self.iterations if iterations is None else iterations)
+    n = check_count("iterations", self.iterations if iterations is None else iterations)
     return _deblur(self, params, video, n, adaptive)
 
   def step(self, params: Params, frame: Array, state: Array,
@@ -508,7 +508,7 @@ class IFIRNN:
     frame = as_unit_float(frame, "frame")
     if frame.ndim not in (3, 4) or frame.shape[-1] != 3:
       raise ValueError(f"frame must be [H, W, 3] or [B, H, W, 3], got shape {frame.shape}")
-    n = _check_count("iterations", self.iterations if iterations is None else iterations)
+    n = check_count("iterations", self.iterations if iterations is None else iterations)
     expected = self.initial_state(*frame.shape[-3:-1],
                                   batch=frame.shape[0] if frame.ndim == 4 else None).shape
     if tuple(state.shape) != tuple(expected):
@@ -552,9 +552,10 @@ def as_unit_float(images: Any, what: str = "video") -> Array:
   return images
 
 
-def _check_count(name: str, value: Any, maximum: int = MAX_ITERATIONS,
-                 minimum: int = 1) -> int:
-  """`value` as an int: any integer type (int, np.int64, a concrete integer jax scalar),
+def check_count(name: str, value: Any, maximum: int = MAX_ITERATIONS,
+                minimum: int = 1) -> int:
+  """The one check of N, widths and block counts (model fields, configs, command lines):
+  `value` as an int: any integer type (int, np.int64, a concrete integer jax scalar),
   not bool; ValueError outside minimum..maximum or for other types."""
   try:
     number = None if isinstance(value, (bool, np.bool_)) else operator.index(value)
