@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator, Sequence as SequenceType
 import numpy as np
 import tensorflow as tf
 
-from data_pipeline import clip_sampler, image_io
+from data_pipeline import clip_sampler, image_io, pixels
 from data_pipeline.errors import DataError
 from data_pipeline.eval_pipeline import iter_eval_frames, load_sequence
 from data_pipeline.layouts import Sequence
@@ -186,7 +186,7 @@ def _finish_clip(blur: tf.Tensor, sharp: tf.Tensor,
   both = _augment(tf.concat([blur, sharp], axis=0), params["flips"])
   if permute_channels:
     both = tf.gather(both, params["channels"], axis=-1)
-  both = tf.cast(both, tf.float32) / 255.0
+  both = tf.cast(both, tf.float32) / float(pixels.UINT8_MAX)  # pixels.to_unit_float
   clip = {"blur": both[:num_frames], "sharp": both[num_frames:]}
   if add_noise:  # the per-pixel noise: ifirnn_jax.input_noise, inside the train step
     clip["noise_key"] = tf.reshape(tf.bitcast(params["noise_key"], tf.uint32), [4])

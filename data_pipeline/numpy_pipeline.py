@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence as SequenceType
 
 import numpy as np
 
-from data_pipeline import clip_sampler, image_io
+from data_pipeline import clip_sampler, image_io, pixels
 from data_pipeline.clip_sampler import ClipDraw, ClipSampler
 from data_pipeline.layouts import Sequence
 
@@ -91,7 +91,7 @@ def make_train_iterator(
     both = augment_clip(np.concatenate([blur, sharp]), draw.flips)
     if augment_colour:
       both = both[..., list(draw.channels)]
-    both = both.astype(np.float32) / np.float32(255.0)  # a new array: no cache shared
+    both = pixels.to_unit_float(both)  # a new array: no cache shared
     clip = {"blur": both[:clip_length], "sharp": both[clip_length:]}
     if noise_std_sigma > 0:  # drawn on the device (ifirnn_jax.input_noise)
       clip.update(noise_key=draw.noise_seed.as_words(), noise_sigma=np.float32(draw.sigma))

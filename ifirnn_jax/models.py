@@ -22,8 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data_pipeline import pixels
 from ifirnn_jax import platforms
-from ifirnn_jax.layers import Conv, ConvTranspose, ResBlock
+from ifirnn_jax.layers import Conv, ConvTranspose, ResBlock, torch_fan_in, torch_init_bound
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -151,14 +152,6 @@ def pad_to_multiple_of_4(frames: Array) -> Array:
   return jnp.pad(frames, pads, mode="reflect")
 
 
-def _torch_fan_in(path: tuple[str, ...], kernel_shape: tuple[int, ...]) -> int:
-  """fan_in as PyTorch takes it from a weight: Conv2d's [out, in, kh, kw] gives in x kh x kw;
-  ConvTranspose2d's [in, out, kh, kw] (F_L's first two layers) gives out x kh x kw."""
-  if path[-2] in TRANSPOSED_CONV_LAYERS:
-    return kernel_shape[0] * kernel_shape[1] * kernel_shape[3]
-  return math.prod(kernel_shape[:-1])
-
-
 @dataclasses.dataclass(frozen=True)
 class IFIRNN:
   """The IFI-RNN video deblurring network of the spec (C1HN / C2HN, optional gate).
@@ -260,7 +253,7 @@ class IFIRNN:
     return _init(self, key)
 
   def _init_params(self, key: Array) -> Params:
-    """PyTorch's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
+    """PyTorch's default init (layers.torch_init_bound) of every weight and bias.
 
     Drawn as one uniform vector sliced per parameter: one RNG call keeps XLA's compile
     of `init` short (a threefry per parameter compiles slowly on CPU).
@@ -281,7 +274,8 @@ class IFIRNN:
     params, offset = {}, 0
     for path in sorted(flat):
       shape = flat[path].shape
-      bound = 1.0 / math.sqrt(_torch_fan_in(path, flat[path[:-1] + ("kernel",)].shape))
+      bound = torch_init_bound(torch_fan_in(flat[path[:-1] + ("kernel",)].shape,
+                                            transposed=path[-2] in TRANSPOSED_CONV_LAYERS))
       size = math.prod(shape)
       params[path] = uniform[offset:offset + size].reshape(shape) * bound
       offset += size
@@ -518,10 +512,6 @@ class IFIRNN:
     return (output, hidden, iterations_run) if with_iterations else (output, hidden)
 
 
-# Integer image dtypes the user API takes, and the value that maps to 1.0.
-INTEGER_IMAGE_SCALES = {jnp.dtype(jnp.uint8): 255.0, jnp.dtype(jnp.uint16): 65535.0}
-
-
 def as_unit_float(images: Any, what: str = "video") -> Array:
   """images -> float32 in [0, 1]: uint8 / 255, uint16 / 65535, floats as they are.
 
@@ -532,8 +522,8 @@ def as_unit_float(images: Any, what: str = "video") -> Array:
   if not isinstance(images, jax.Array):
     images = np.asarray(images)
   dtype = images.dtype
-  if dtype in INTEGER_IMAGE_SCALES:
-    return jnp.asarray(images, jnp.float32) / INTEGER_IMAGE_SCALES[dtype]
+  if pixels.is_levels(dtype):
+    return pixels.to_unit_float(jnp.asarray(images))
   if not jnp.issubdtype(dtype, jnp.floating):
     raise ValueError(f"{what} has dtype {dtype}: give float values in [0, 1], or uint8 "
                      f"(0..255) or uint16 (0..65535) images")

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from data_pipeline import files, image_io, outputs
+from data_pipeline import files, image_io, outputs, pixels
 from data_pipeline.console import plural
 from data_pipeline.files import Progress
 from ifirnn_jax import labels, metrics
@@ -140,8 +140,8 @@ def write_before_after(example: dict[str, np.ndarray], path: str | os.PathLike) 
   """
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  sharp = np.asarray(example["sharp"], np.float32) / 255
-  score = lambda key: float(metrics.psnr(np.asarray(example[key], np.float32) / 255, sharp))  # noqa: E731
+  sharp = pixels.to_unit_float(np.asarray(example["sharp"]))
+  score = lambda key: float(metrics.psnr(pixels.to_unit_float(np.asarray(example[key])), sharp))  # noqa: E731
   image_io.write_image(path, labels.labelled_panels([
       (f"blurry  PSNR {score('blurry'):.2f} dB", example["blurry"]),
       (f"output  PSNR {score('output'):.2f} dB", example["output"]),
