@@ -38,7 +38,7 @@ from data_pipeline import console, outputs, termination
 from data_pipeline.files import Progress
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, is_video_path, open_frames
-from ifirnn_jax import cli, labels, loading, metrics, runtime, tiling
+from ifirnn_jax import captions, cli, loading, metrics, runtime, tiling
 from ifirnn_jax.checkpoint import CheckpointError
 from ifirnn_jax.models import IFIRNN, check_count
 from ifirnn_jax.weights import WeightsError
@@ -226,8 +226,8 @@ def run(args: argparse.Namespace) -> None:
               f"videos); nothing was written to {args.output}")
         frame = to_uint8(out)
         if args.compare:
-          frame = np.concatenate([labels.label_in_place(frames.latest, "input"),
-                                  labels.label_in_place(frame, f"{model.name} N={iterations}")],
+          frame = np.concatenate([captions.label_in_place(frames.latest, "input"),
+                                  captions.label_in_place(frame, f"{model.name} N={iterations}")],
                                  axis=1)
         sink.write(frame)
         progress.update(done)

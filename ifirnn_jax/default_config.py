@@ -111,7 +111,7 @@ def model_fields(name: str) -> dict:
               gated=bool(match.group(3)))
 
 
-def build_model(name: str, **fields) -> IFIRNN:
+def model_named(name: str, **fields) -> IFIRNN:
   """The IFIRNN called `name` ('C2H3-reg': 2 cells, 3 iterations, gated) with the other
   IFIRNN `fields` (widths, compute_dtype, ...); ConfigError for an unknown name."""
   return IFIRNN(**model_fields(name), **fields)

@@ -62,7 +62,7 @@ def export(args: argparse.Namespace) -> None:
     raise outputs.write_error(out, e) from e
   except SafetensorError as e:  # the safetensors writer's own I/O errors
     raise _safetensors_error(out, e) from e
-  print(f"wrote {model.name} ({model.architecture()}) to {out}")
+  print(f"wrote {model.name} ({model.shape_fields()}) to {out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

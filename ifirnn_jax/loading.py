@@ -37,8 +37,8 @@ def load_network(weight_file: str | os.PathLike | None = None,
       raise checkpoint.CheckpointError(f"{workdir}: no such work directory")
     # The step actually read: training may remove the latest meanwhile.
     source, params, read_step = checkpoint.read_checkpoint(workdir, step, best=best)
-    if model is not None and source.architecture() != model.architecture():
-      raise checkpoint.CheckpointError(f"{workdir} holds {source.name} {source.architecture()}, "
-                                       f"not {model.architecture()}")
+    if model is not None and source.shape_fields() != model.shape_fields():
+      raise checkpoint.CheckpointError(f"{workdir} holds {source.name} {source.shape_fields()}, "
+                                       f"not {model.shape_fields()}")
     model = source if model is None else model
   return dataclasses.replace(model, **overrides), params, read_step

@@ -217,7 +217,7 @@ class IFIRNN:
     """The paper's name, e.g. 'C2H3' or 'C2H3-reg'."""
     return f"C{self.cells}H{self.iterations}" + ("-reg" if self.gated else "")
 
-  def architecture(self) -> dict[str, Any]:
+  def shape_fields(self) -> dict[str, Any]:
     """The fields that fix the parameter shapes (stored in weight files)."""
     return dict(cells=self.cells, n1=self.n1, n2=self.n2, n3=self.n3, nh=self.nh,
                 num_resblocks=self.num_resblocks, gated=self.gated,

@@ -1,6 +1,6 @@
 """Speed, FLOPs and memory of IFI-RNN: `python -m ifirnn_jax.benchmark [--mode M]`.
 
-The command line: its parser, the `Settings` it makes (checked before anything is
+The command line: its parser, the `BenchmarkSettings` it makes (checked before anything is
 compiled), and `run`, which dispatches to the mode's module and writes `--out`.
 """
 
@@ -21,7 +21,7 @@ from ifirnn_jax.benchmark.inference import run_inference
 from ifirnn_jax.benchmark.memory import MEMORY_LENGTHS, run_memory
 from ifirnn_jax.benchmark.report import inference_table, memory_table, train_table
 from ifirnn_jax.benchmark.settings import (MODE_DEFAULTS, SMALL_TRAIN_WIDTHS, SPEC_WIDTHS,
-                                           WIDTH_FIELDS, BenchmarkError, Settings, environment,
+                                           WIDTH_FIELDS, BenchmarkError, BenchmarkSettings, environment,
                                            make_model, parse_widths, select_device,
                                            torch_available, unroll_label)
 from ifirnn_jax.benchmark.train_run import run_train
@@ -168,7 +168,7 @@ def _cpu_devices(args: argparse.Namespace, platform: str) -> int:
     raise BenchmarkError(str(e)) from None
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
   defaults = MODE_DEFAULTS[args.mode]
   pick = lambda name: defaults[name] if getattr(args, name) is None else getattr(args, name)  # noqa: E731
   platform = args.device or runtime.default_platform()
@@ -183,7 +183,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
   models = tuple(m.strip() for m in pick("models").split(",") if m.strip())
   if not models:
     raise BenchmarkError("--models is empty")
-  settings = Settings(
+  settings = BenchmarkSettings(
       mode=args.mode, models=models, widths=parse_widths(pick("widths")),
       height=pick("height"), width=pick("width"), batch=pick("batch"), frames=pick("frames"),
       repeats=pick("repeats"), warmup=args.warmup, dtype=args.dtype,
@@ -234,7 +234,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
   return settings
 
 
-def run(settings: Settings) -> dict[str, Any]:
+def run(settings: BenchmarkSettings) -> dict[str, Any]:
   """Runs the benchmark of `settings`, writing the report to settings.out as it goes."""
   device = select_device(settings.device)
   out = Path(settings.out)
