@@ -416,8 +416,12 @@ def main(argv: list[str]) -> int:
   cli.quiet_library_logs()
   cli.initialize_distributed(_FLAGS.coordinator_address, _FLAGS.num_processes,
                              _FLAGS.process_id)
+
+  def work() -> None:  # the final evaluation's summary is printed, not an exit status
+    train_and_evaluate(config, workdir, allow_config_change=_FLAGS.allow_config_change)
+
   return termination.run_command(
-      lambda: train_and_evaluate(config, workdir, allow_config_change=_FLAGS.allow_config_change),
+      work,
       (default_config.ConfigError, DataError, TrainingError, ckpt.CheckpointError,
        evaluation.EvalError, run_dir.WorkdirError, writers.WriteError,
        OSError),  # OSError: e.g. a read-only data root or workdir
