@@ -109,11 +109,6 @@ class LatestFrame:
     return self.latest
 
 
-def to_uint8(frame: np.ndarray) -> np.ndarray:
-  """float [H, W, 3] -> uint8, clipped and rounded as `metrics.quantize` (on the host)."""
-  return metrics.to_uint8_host(frame)
-
-
 def choose_grid(height: int, width: int, tile_size: int | None,
                 tile_overlap: int | None) -> tiling.TileGrid | None:
   """The tile grid for height x width frames, or None to deblur them whole."""
@@ -224,7 +219,7 @@ def run(args: argparse.Namespace) -> None:
               f"{args.input}: the model's output is not finite at frame {done}: its hidden "
               f"state diverged (a model trained on short clips can be unstable on long "
               f"videos); nothing was written to {args.output}")
-        frame = to_uint8(out)
+        frame = metrics.to_uint8_host(out)
         if args.compare:
           frame = np.concatenate([captions.label_in_place(frames.latest, "input"),
                                   captions.label_in_place(frame, f"{model.name} N={iterations}")],
