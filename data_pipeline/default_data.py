@@ -48,7 +48,7 @@ import skimage.data
 import skimage.transform
 from scipy import ndimage
 
-from data_pipeline import files, image_io, layouts, synthesize
+from data_pipeline import files, image_io, layouts, synthesize, termination
 from data_pipeline.console import HelpFormatter
 from data_pipeline.errors import DataError
 
@@ -561,8 +561,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   return build_parser().parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-  args = parse_args(argv)
+def write(args: argparse.Namespace) -> None:
+  """The dataset at --out (kept when complete) and the optional --example image."""
   start = time.monotonic()
   try:
     complete = is_complete(args.out, DatasetSpec(seed=args.seed))
@@ -576,14 +576,15 @@ def main(argv: list[str] | None = None) -> int:
       example.parent.mkdir(parents=True, exist_ok=True)
       image_io.write_image(example, example_image(root))
       print(f"{example}: example written")
-  except DataError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
   except OSError as e:  # a read-only or full disk
-    print(f"error: {e.filename or args.out}: cannot be written ({e.strerror or e})",
-          file=sys.stderr)
-    return 2
-  return 0
+    raise DataError(f"{e.filename or args.out}: cannot be written ({e.strerror or e})") from e
+
+
+def main(argv: list[str] | None = None) -> int:
+  """The command line; returns the exit status (0, 2 bad input, 130 Ctrl-C, 143 SIGTERM)."""
+  args = parse_args(argv)
+  return termination.run_command(lambda: write(args), (DataError,),
+                                 "run the same command to finish the dataset")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import imageio.v3 as iio
 import numpy as np
 import PIL.Image
 
-from data_pipeline import files
+from data_pipeline import files, pixels
 from data_pipeline.errors import DataError
 
 # Pillow modes `read_image` converts to RGB; anything else is refused.
@@ -199,4 +199,4 @@ def to_float(image: np.ndarray) -> np.ndarray:
   image = np.asarray(image)
   if image.dtype != np.uint8:
     raise DataError(f"to_float expects uint8 pixels, got {image.dtype}")
-  return image.astype(np.float32) / np.float32(255)
+  return pixels.to_unit_float(image)

@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterator, Sequence as SequenceType
 import numpy as np
 import tensorflow as tf
 
-from data_pipeline import clip_sampler, image_io
+from data_pipeline import clip_sampler, image_io, pixels
 from data_pipeline.errors import DataError
 from data_pipeline.eval_pipeline import iter_eval_frames, load_sequence
 from data_pipeline.layouts import Sequence
@@ -130,7 +130,7 @@ def _finish_clip(blur: tf.Tensor, sharp: tf.Tensor, draw: dict[str, tf.Tensor],
   clip's noise std and key, for the noise drawn on the device."""
   num_frames = blur.shape[0]
   both = _augment(tf.concat([blur, sharp], axis=0), draw, permute_channels)
-  both = tf.cast(both, tf.float32) / 255.0
+  both = tf.cast(both, tf.float32) / float(pixels.UINT8_MAX)  # pixels.to_unit_float
   clip = {"blur": both[:num_frames], "sharp": both[num_frames:]}
   if add_noise:  # the per-pixel noise: ifirnn_jax.input_noise, inside the train step
     clip["noise_key"] = draw["noise_key"]

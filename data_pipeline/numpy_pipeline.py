@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence as SequenceType
 
 import numpy as np
 
-from data_pipeline import clip_sampler, image_io
+from data_pipeline import clip_sampler, image_io, pixels
 from data_pipeline.clip_sampler import ClipDraw, ClipSampler
 from data_pipeline.layouts import Sequence
 
@@ -87,7 +87,7 @@ def make_train_iterator(
   def make_clip(draw: ClipDraw) -> dict[str, np.ndarray]:
     blur, sharp = frames(draw)
     both = augment_clip(np.concatenate([blur, sharp]), draw)
-    both = both.astype(np.float32) / np.float32(255.0)  # a new array: no cache shared
+    both = pixels.to_unit_float(both)  # a new array: no cache shared
     clip = {"blur": both[:clip_length], "sharp": both[clip_length:]}
     if noise_std_sigma > 0:  # drawn on the device (ifirnn_jax.input_noise)
       clip.update(noise_key=np.array(draw.noise_key, np.uint32), noise_sigma=draw.sigma)

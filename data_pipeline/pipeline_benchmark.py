@@ -16,7 +16,7 @@ import argparse
 import sys
 import time
 
-from data_pipeline import input_pipeline, layouts
+from data_pipeline import input_pipeline, layouts, termination
 from data_pipeline.console import HelpFormatter, plural
 from data_pipeline.errors import DataError
 
@@ -62,24 +62,19 @@ def measure(batches, steps: int, warmup: int) -> float:
   return (time.perf_counter() - start) / steps
 
 
-def main(argv: list[str] | None = None) -> int:
-  args = parse_args(argv)
+def report(args: argparse.Namespace) -> None:
+  """Measures the training input pipeline of the command line and prints its speed."""
   if args.steps < 1 or args.warmup < 0:
-    print("error: --steps must be >= 1 and --warmup >= 0", file=sys.stderr)
-    return 2
+    raise termination.UsageError("--steps must be >= 1 and --warmup >= 0")
   split = None if args.split.lower() == "none" else args.split
-  try:
-    sequences = layouts.find_sequences(
-        args.root, args.layout, split, blur_dir=args.blur_dir,
-        clip_length=args.clip_length)
-    batches = input_pipeline.make_train_iterator(
-        sequences, batch_size=args.batch_size, seed=args.seed,
-        clip_length=args.clip_length, crop_size=args.crop_size,
-        noise_std_sigma=args.noise_std_sigma, cache_frames=args.cache_frames)
-    seconds = measure(batches, args.steps, args.warmup)
-  except DataError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  sequences = layouts.find_sequences(
+      args.root, args.layout, split, blur_dir=args.blur_dir,
+      clip_length=args.clip_length)
+  batches = input_pipeline.make_train_iterator(
+      sequences, batch_size=args.batch_size, seed=args.seed,
+      clip_length=args.clip_length, crop_size=args.crop_size,
+      noise_std_sigma=args.noise_std_sigma, cache_frames=args.cache_frames)
+  seconds = measure(batches, args.steps, args.warmup)
   clips = args.batch_size / seconds
   print(f"{plural(len(sequences), 'sequence')}, "
         f"{sum(s.num_frames for s in sequences)} frames; batch "
@@ -88,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.cache_frames}")
   print(f"{seconds * 1e3:.1f} ms/batch, {clips:.1f} clips/s, "
         f"{clips * args.clip_length:.0f} frames/s")
-  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  """The command line; returns the exit status (0, 2 bad input, 130 Ctrl-C, 143 SIGTERM)."""
+  args = parse_args(argv)
+  return termination.run_command(lambda: report(args), (DataError,), "nothing measured")
 
 
 if __name__ == "__main__":

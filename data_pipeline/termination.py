@@ -12,6 +12,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 # Exit statuses of a run stopped by SIGINT (Ctrl-C) or SIGTERM: 128 + the signal.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -49,25 +50,64 @@ def describe(interrupt: KeyboardInterrupt) -> tuple[str, int]:
   return "interrupted", EXIT_INTERRUPTED
 
 
-def run_command(work: Callable[[], None], errors: tuple[type[BaseException], ...],
-                unfinished: str) -> int:
-  """A command's exit status: runs `work` with SIGTERM as Ctrl-C; 0 when it finishes.
+class UsageError(Exception):
+  """A command-line value that the argument parser could not check (one `error:` line)."""
 
-  One of `errors` (bad input: a message naming the file and the problem) prints
-  `error: <message>` on one line and gives 2; Ctrl-C or SIGTERM prints
-  `interrupted; <unfinished>` (or `terminated (SIGTERM); ...`) and gives 130 or 143.
+
+def exit_usage_error(message: str) -> NoReturn:
+  """For argument parsing that runs before `run_command` (absl's flags): prints
+  `error: <message>` on one line and exits with status 2, as `run_command` would."""
+  print(f"error: {' '.join(message.split())}", file=sys.stderr)
+  sys.exit(2)
+
+
+class Stopped(Exception):
+  """Work stopped by Ctrl-C or SIGTERM after cleaning up; the message says where it stands.
+
+  Raised from the `KeyboardInterrupt` it wraps (`interrupt`), when the work itself knows
+  better than its command what is left (train: the last complete checkpoint).
+  """
+
+  def __init__(self, interrupt: KeyboardInterrupt, message: str):
+    super().__init__(message)
+    self.interrupt = interrupt
+
+
+def error_message(error: BaseException) -> str:
+  """The one line after `error: `: an OSError as '<file>: <reason>', anything else as its
+  message with runs of white space (newlines included) collapsed."""
+  if isinstance(error, OSError) and error.strerror:
+    text = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+  else:
+    text = str(error)
+  return " ".join(text.split()) or type(error).__name__
+
+
+def run_command(work: Callable[[], int | None], errors: tuple[type[BaseException], ...],
+                unfinished: str) -> int:
+  """A command's exit status, the one policy of every command of the project.
+
+  Runs `work` with SIGTERM as Ctrl-C; its status when it returns one, else 0. One of
+  `errors` or a `UsageError` (bad input: a message naming the file or flag and the
+  problem) prints `error: <message>` (`error_message`) on one line and gives 2; Ctrl-C
+  or SIGTERM prints `interrupted; <unfinished>` (or `terminated (SIGTERM); ...`), or
+  `interrupted: <message>` for a `Stopped`, and gives 130 or 143.
   """
   try:
     with sigterm_as_interrupt():
-      work()
-  except errors as e:
-    print(f"error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+      status = work()
+  except (UsageError,) + tuple(errors) as e:
+    print(f"error: {error_message(e)}", file=sys.stderr)
     return 2
+  except Stopped as e:
+    what, status = describe(e.interrupt)
+    print(f"{what}: {e}", file=sys.stderr)
+    return status
   except KeyboardInterrupt as e:
     what, status = describe(e)
     print(f"{what}; {unfinished}", file=sys.stderr)
     return status
-  return 0
+  return 0 if status is None else status
 
 
 @contextlib.contextmanager

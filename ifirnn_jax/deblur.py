@@ -25,7 +25,6 @@ Exit status: 0 done, 2 bad input (message `error: ...` on stderr), 130 interrupt
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import sys
 import warnings
@@ -39,10 +38,10 @@ from data_pipeline import console, outputs, termination
 from data_pipeline.files import Progress
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, is_video_path, open_frames
-from ifirnn_jax import cli, labels, metrics, runtime, tiling
-from ifirnn_jax.checkpoint import CheckpointError, load_checkpoint
-from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS
-from ifirnn_jax.weights import WeightsError, load_model
+from ifirnn_jax import captions, cli, loading, metrics, runtime, tiling
+from ifirnn_jax.checkpoint import CheckpointError
+from ifirnn_jax.models import IFIRNN, check_count
+from ifirnn_jax.weights import WeightsError
 
 # Frames with more pixels than this are tiled unless told otherwise (1080p fits).
 MAX_UNTILED_PIXELS = 1920 * 1088
@@ -110,11 +109,6 @@ class LatestFrame:
     return self.latest
 
 
-def to_uint8(frame: np.ndarray) -> np.ndarray:
-  """float [H, W, 3] -> uint8, clipped and rounded as `metrics.quantize` (on the host)."""
-  return metrics.to_uint8_host(frame)
-
-
 def choose_grid(height: int, width: int, tile_size: int | None,
                 tile_overlap: int | None) -> tiling.TileGrid | None:
   """The tile grid for height x width frames, or None to deblur them whole."""
@@ -162,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(args: argparse.Namespace) -> None:
   """Raises ValueError for values argparse cannot check alone."""
-  if args.iterations is not None and not 1 <= args.iterations <= MAX_ITERATIONS:
-    raise ValueError(f"--iterations must be in 1..{MAX_ITERATIONS}, got {args.iterations}")
+  if args.iterations is not None:
+    check_count("--iterations", args.iterations)  # the model's own bounds on N
   if args.max_frames is not None and args.max_frames < 1:
     raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
   if args.step is not None and args.workdir is None:
@@ -187,24 +181,12 @@ def _check_args(args: argparse.Namespace) -> None:
   outputs.check_parent(args.output)
 
 
-def load_network(args: argparse.Namespace) -> tuple[IFIRNN, Any]:
-  """(model, params) from --weights or --workdir [--step]."""
-  if args.weights is not None:
-    return load_model(args.weights)
-  if not args.workdir.is_dir():
-    raise ValueError(f"{args.workdir}: no such work directory")
-  try:
-    return load_checkpoint(args.workdir, args.step)
-  except CheckpointError as e:
-    raise WeightsError(str(e)) from None
-
-
 def run(args: argparse.Namespace) -> None:
   """Deblurs args.input into args.output (raises DataError, WeightsError, ValueError)."""
   _check_args(args)
   source = open_frames(args.input)
-  model, params = load_network(args)
-  model = dataclasses.replace(model, conv_impl=args.conv_impl)
+  model, params, _ = loading.load_network(args.weights, args.workdir, step=args.step,
+                                          conv_impl=args.conv_impl)
   if args.adaptive and not model.gated:
     raise ValueError(f"--adaptive needs a gated (-reg) model; {model.name} has no gate")
   iterations = model.iterations if args.iterations is None else args.iterations
@@ -237,10 +219,10 @@ def run(args: argparse.Namespace) -> None:
               f"{args.input}: the model's output is not finite at frame {done}: its hidden "
               f"state diverged (a model trained on short clips can be unstable on long "
               f"videos); nothing was written to {args.output}")
-        frame = to_uint8(out)
+        frame = metrics.to_uint8_host(out)
         if args.compare:
-          frame = np.concatenate([labels.label_in_place(frames.latest, "input"),
-                                  labels.label_in_place(frame, f"{model.name} N={iterations}")],
+          frame = np.concatenate([captions.label_in_place(frames.latest, "input"),
+                                  captions.label_in_place(frame, f"{model.name} N={iterations}")],
                                  axis=1)
         sink.write(frame)
         progress.update(done)
@@ -265,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called",
                             category=RuntimeWarning)
     return termination.run_command(lambda: run(args),
-                                   (DataError, WeightsError, ValueError, OSError),
+                                   (DataError, WeightsError, CheckpointError, ValueError, OSError),
                                    "no output written")
 
 

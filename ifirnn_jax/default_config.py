@@ -15,9 +15,7 @@ import ml_collections
 
 from data_pipeline.layouts import LAYOUTS
 from ifirnn_jax import losses
-from ifirnn_jax.layers import CONV_IMPLS
-from ifirnn_jax.models import (COMPUTE_DTYPES, IFIRNN, MAX_ITERATIONS, MAX_RESBLOCKS, MAX_WIDTH,
-                               SPEC_WIDTHS)
+from ifirnn_jax.models import IFIRNN, SPEC_WIDTHS
 
 MODEL_NAME = re.compile(r"^C([12])H([1-9]\d*)(-reg)?$")
 
@@ -113,10 +111,17 @@ def model_fields(name: str) -> dict:
               gated=bool(match.group(3)))
 
 
-def build_model(name: str, **fields) -> IFIRNN:
+def model_named(name: str, **fields) -> IFIRNN:
   """The IFIRNN called `name` ('C2H3-reg': 2 cells, 3 iterations, gated) with the other
   IFIRNN `fields` (widths, compute_dtype, ...); ConfigError for an unknown name."""
   return IFIRNN(**model_fields(name), **fields)
+
+
+def model_from_config(m: ml_collections.ConfigDict) -> IFIRNN:
+  """The IFIRNN of `config.model`: cells, iterations and gate from its name, every other
+  IFIRNN field from the config field of that name (`IFIRNN.from_fields`). ConfigError
+  for an unknown name; the model's ValueError or TypeError for a bad field."""
+  return IFIRNN.from_fields({**m.to_dict(), **model_fields(m.name)})
 
 
 def paper_config(model_name: str, dataset: str = "gopro") -> ml_collections.ConfigDict:
@@ -170,23 +175,14 @@ def check_cpu_devices(c: ml_collections.ConfigDict) -> None:
 
 def validate(c: ml_collections.ConfigDict, process_count: int = 1) -> None:
   """Raises ValueError naming the config field, before anything is compiled."""
-  iterations = model_fields(c.model.name)["iterations"]
-  if iterations > MAX_ITERATIONS:
-    raise ConfigError(f"config.model.name: {c.model.name} has {iterations} iterations; "
-                      f"at most {MAX_ITERATIONS} are supported")
-  bounds = {name: (1, MAX_WIDTH) for name in ("n1", "n2", "n3", "nh", "gate_hidden")}
-  bounds["num_resblocks"] = (0, MAX_RESBLOCKS)
-  for field, (low, high) in bounds.items():
-    value = c.model[field]
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-      raise ConfigError(f"config.model.{field} must be an integer in {low}..{high}, "
-                        f"got {value!r}")
-  if c.model.conv_impl not in CONV_IMPLS:
-    raise ConfigError(f"config.model.conv_impl must be one of {CONV_IMPLS}, "
-                      f"got {c.model.conv_impl!r}")
-  if c.model.compute_dtype not in COMPUTE_DTYPES:
-    raise ConfigError(f"config.model.compute_dtype must be one of {COMPUTE_DTYPES}, "
-                      f"got {c.model.compute_dtype!r}")
+  try:  # the model's own checks of its fields are the one source
+    model_from_config(c.model)
+  except ConfigError:
+    raise
+  except (ValueError, TypeError) as e:
+    field = str(e).split()[0]
+    raise ConfigError(f"config.model.{e}" if field in c.model and field != "name"
+                      else f"config.model.name: {c.model.name}: {e}") from None
   if c.data.layout not in LAYOUTS:
     raise ConfigError(f"config.data.layout must be one of {LAYOUTS}, got {c.data.layout!r}")
   if c.data.layout == "gopro" and c.data.blur_dir not in ("blur", "blur_gamma"):

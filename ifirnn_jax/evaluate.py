@@ -51,11 +51,11 @@ from typing import Sequence
 
 from data_pipeline import console, files, image_io, layouts, outputs, termination
 from data_pipeline.errors import DataError
-from ifirnn_jax import (checkpoint, cli, default_config, metrics, plots, reports, runtime,
-                        weights)
+from ifirnn_jax import (cli, default_config, loading, metrics, plots, reports,
+                        runtime, weights)
 from ifirnn_jax.checkpoint import CheckpointError
 from ifirnn_jax.evaluation import EvalError, FrameResult, Setting, frame_results, summarize
-from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS, Params
+from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS, Params, check_count
 from ifirnn_jax.weights import WeightsError
 
 
@@ -108,14 +108,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-  if args.iterations is not None and not 1 <= args.iterations <= MAX_ITERATIONS:
-    raise EvalError(f"--iterations must be in 1..{MAX_ITERATIONS}, got {args.iterations}")
-  if args.max_iterations is not None:
-    if not args.sweep:
-      raise EvalError("--max-iterations needs --sweep")
-    if not 1 <= args.max_iterations <= MAX_ITERATIONS:
-      raise EvalError(f"--max-iterations must be in 1..{MAX_ITERATIONS}, "
-                      f"got {args.max_iterations}")
+  if args.max_iterations is not None and not args.sweep:
+    raise EvalError("--max-iterations needs --sweep")
+  for flag, value in (("--iterations", args.iterations), ("--max-iterations", args.max_iterations)):
+    try:
+      value is None or check_count(flag, value)  # the model's own bounds on N
+    except ValueError as e:
+      raise EvalError(str(e)) from None
   if args.skip_first < 0 or args.skip_last < 0:
     raise EvalError(f"--skip-first and --skip-last must be >= 0, got {args.skip_first}, "
                     f"{args.skip_last}")
@@ -214,19 +213,16 @@ def _save_frames(results: Iterator[FrameResult], settings: Sequence[Setting],
 
 def _load(args: argparse.Namespace) -> tuple[IFIRNN, Params, int | None]:
   """(model, params, the checkpoint step read; None for --weights)."""
-  step = None
-  if args.workdir:  # the step actually read: training may remove the latest meanwhile
-    model, params, step = checkpoint.read_checkpoint(args.workdir, args.step, best=args.best)
-  else:
-    model, params = weights.load_model(args.weights)
-    if args.model:
-      try:
-        expected = dataclasses.replace(model, **default_config.model_fields(args.model))
-      except ValueError as e:  # an unknown name (ConfigError), or N out of bounds
-        reason = str(e).removeprefix("config.model.name: ")
-        raise EvalError(f"--model {args.model}: {reason}") from None
-      params = weights.load_weights(args.weights, expected)
-      model = expected
+  model, params, step = loading.load_network(args.weights, args.workdir, step=args.step,
+                                             best=args.best)
+  if args.weights and args.model:  # the file must fit the named model
+    try:
+      expected = dataclasses.replace(model, **default_config.model_fields(args.model))
+    except ValueError as e:  # an unknown name (ConfigError), or N out of bounds
+      reason = str(e).removeprefix("config.model.name: ")
+      raise EvalError(f"--model {args.model}: {reason}") from None
+    params = weights.load_weights(args.weights, expected)
+    model = expected
   return dataclasses.replace(model, conv_impl=args.conv_impl), params, step
 
 

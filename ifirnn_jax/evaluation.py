@@ -165,7 +165,7 @@ def frame_results(model: IFIRNN, params: Params, sequences: Sequence[layouts.Seq
       score = t in scored and sharp is not None
       blurry = metrics.psnr_ssim_host(blur, sharp) if score else (None, None)
       # The frames are 8-bit (k / 255): as uint8 the model needs no check of their range.
-      blur_uint8 = np.rint(blur * np.float32(255)).astype(np.uint8)
+      blur_uint8 = metrics.to_uint8_host(blur)
       for k, setting in enumerate(settings):
         if states[k] is None:
           states[k] = model.initial_state(*blur.shape[:2])

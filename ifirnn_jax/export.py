@@ -45,10 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
+def export(args: argparse.Namespace) -> None:
+  """Checks everything about --out before anything is read or written, then exports."""
   out = Path(args.out)
-  try:  # everything about --out is checked before anything is read or written
+  try:
     outputs.check_not_input(out, [args.workdir], flag="--out")
     if out.suffix.lower() != ".safetensors":
       raise DataError(f"{out}: --out must be a .safetensors file")
@@ -56,24 +56,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     outputs.refuse_existing(out, args.overwrite)
     if outputs.exists(out):  # --overwrite replaces only a weight file
       outputs.check_replaceable_file(out, "weight", (".safetensors",))
-    with termination.sigterm_as_interrupt():  # the partial file is removed either way
-      model, params = checkpoint.load_checkpoint(args.workdir, args.step, best=args.best)
-      weights.save_weights(params, out, model=model)
-  except KeyboardInterrupt as e:
-    what, status = termination.describe(e)
-    print(f"{what}; nothing written", file=sys.stderr)
-    return status
-  except (checkpoint.CheckpointError, DataError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    model, params = checkpoint.load_checkpoint(args.workdir, args.step, best=args.best)
+    weights.save_weights(params, out, model=model)  # a partial file is removed either way
   except OSError as e:  # a full disk, a name too long, a read-only folder, ...
-    print(f"error: {outputs.write_error(out, e)}", file=sys.stderr)
-    return 2
+    raise outputs.write_error(out, e) from e
   except SafetensorError as e:  # the safetensors writer's own I/O errors
-    print(f"error: {_safetensors_error(out, e)}", file=sys.stderr)
-    return 2
-  print(f"wrote {model.name} ({model.architecture()}) to {out}")
-  return 0
+    raise _safetensors_error(out, e) from e
+  print(f"wrote {model.name} ({model.shape_fields()}) to {out}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """The command line; returns the exit status (0, 2 bad input, 130 Ctrl-C, 143 SIGTERM)."""
+  args = build_parser().parse_args(argv)
+  return termination.run_command(lambda: export(args), (checkpoint.CheckpointError, DataError),
+                                 "nothing written")
 
 
 if __name__ == "__main__":

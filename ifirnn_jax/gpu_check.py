@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from data_pipeline import files
+from data_pipeline import files, termination
 from ifirnn_jax.benchmark.settings import SPEC_WIDTHS
 from ifirnn_jax.models import COMPUTE_DTYPES
 
@@ -242,28 +242,31 @@ def markdown(report: dict[str, Any]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def check(argv: list[str]) -> None:
+  """Runs the check of the command line (OUT_DIR [SECONDS]) and prints its summary."""
+  if not 1 <= len(argv) <= 2:
+    raise termination.UsageError("usage: gpu_check OUT_DIR [SECONDS]")
+  try:
+    seconds = float(argv[1]) if len(argv) == 2 else 480.0
+  except ValueError:
+    seconds = -1
+  if seconds <= 0:
+    raise termination.UsageError(f"SECONDS must be a positive number, got {argv[1]!r}")
+  out = Path(argv[0])
+  out.mkdir(parents=True, exist_ok=True)
+  print(markdown(run(out, seconds)))
+
+
 def main(argv: list[str]) -> int:
+  """The command line; returns the exit status (0, 2 bad input, 130 Ctrl-C, 143 SIGTERM)."""
   if any(a in ("-h", "--help") for a in argv):  # not an OUT_DIR named --help
     print(__doc__.strip())
     return 0
   if len(argv) == 2 and argv[0] == "--parity":
     print(json.dumps(parity(argv[1] == "small")))
     return 0
-  if not 1 <= len(argv) <= 2:
-    print("error: usage: gpu_check OUT_DIR [SECONDS]", file=sys.stderr)
-    return 2
-  try:
-    seconds = float(argv[1]) if len(argv) == 2 else 480.0
-  except ValueError:
-    seconds = -1
-  if seconds <= 0:
-    print(f"error: SECONDS must be a positive number, got {argv[1]!r}", file=sys.stderr)
-    return 2
-  out = Path(argv[0])
-  out.mkdir(parents=True, exist_ok=True)
-  report = run(out, seconds)
-  print(markdown(report))
-  return 0
+  return termination.run_command(lambda: check(argv), (OSError,),
+                                 "the stages finished so far are in OUT_DIR/gpu_check.json")
 
 
 if __name__ == "__main__":

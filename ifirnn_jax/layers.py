@@ -36,6 +36,8 @@ Winograd costs compile time and memory for its tile buffers (docs/benchmarks.md)
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 from jax import lax
@@ -85,14 +87,23 @@ def winograd_applies(layer_impl: str, batch: int, height: int, width: int,
   return (min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
           and tiles >= WINOGRAD_MIN_TILES)
 
-# PyTorch's default init: kaiming_uniform(a=sqrt(5)) == U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-_torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
-_torch_transposed_kernel_init = nn.initializers.variance_scaling(
-    1.0 / 3.0, "fan_in", "uniform", in_axis=-1, out_axis=-2)
+def torch_fan_in(kernel_shape: tuple[int, ...], transposed: bool = False) -> int:
+  """fan_in as PyTorch takes it from a weight, here in HWIO / [in, out] layout: Conv2d's
+  (and Linear's) in x kh x kw; ConvTranspose2d's out x kh x kw (PyTorch stores that weight
+  as [in, out, kh, kw] and reads its dim 1)."""
+  if transposed:
+    return kernel_shape[0] * kernel_shape[1] * kernel_shape[3]
+  return math.prod(kernel_shape[:-1])
 
 
-def _bias_init(fan_in: int):
-  bound = 1.0 / max(fan_in, 1) ** 0.5
+def torch_init_bound(fan_in: int) -> float:
+  """PyTorch's default init of a layer's weight and bias: U(-bound, bound), bound =
+  1/sqrt(fan_in) (for the weight, kaiming_uniform(a=sqrt(5)) gives the same)."""
+  return 1.0 / max(fan_in, 1) ** 0.5
+
+
+def _torch_default_init(fan_in: int):
+  bound = torch_init_bound(fan_in)
   return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
       key, shape, dtype, -bound, bound)
 
@@ -309,10 +320,10 @@ class Conv(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    k, fan_in = self.kernel_size, self.kernel_size**2 * x.shape[-1]
-    kernel = self.param("kernel", _torch_default_kernel_init,
-                        (k, k, x.shape[-1], self.features))
-    bias = self.param("bias", _bias_init(fan_in), (self.features,))
+    k = self.kernel_size
+    shape = (k, k, x.shape[-1], self.features)
+    kernel = self.param("kernel", _torch_default_init(torch_fan_in(shape)), shape)
+    bias = self.param("bias", _torch_default_init(torch_fan_in(shape)), (self.features,))
     if self.stride == 1:
       thin = k == 5 and min(x.shape[-1], self.features) <= _THIN_CHANNELS
       even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
@@ -336,11 +347,10 @@ class ConvTranspose(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    # PyTorch stores this weight as [in, out, 4, 4] and takes fan_in from its dim 1: out x 16.
-    fan_in = 16 * self.features
-    kernel = self.param("kernel", _torch_transposed_kernel_init,
-                        (4, 4, x.shape[-1], self.features))
-    bias = self.param("bias", _bias_init(fan_in), (self.features,))
+    shape = (4, 4, x.shape[-1], self.features)
+    init = _torch_default_init(torch_fan_in(shape, transposed=True))
+    kernel = self.param("kernel", init, shape)
+    bias = self.param("bias", init, (self.features,))
     y = conv2d(x, transposed4x4_as_conv_kernel(kernel), jnp.tile(bias, 4), padding=1,
                impl=self.impl)
     return depth_to_space(y)

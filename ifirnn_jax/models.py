@@ -22,8 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data_pipeline import pixels
 from ifirnn_jax import platforms
-from ifirnn_jax.layers import Conv, ConvTranspose, ResBlock
+from ifirnn_jax.layers import Conv, ConvTranspose, ResBlock, torch_fan_in, torch_init_bound
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -151,14 +152,6 @@ def pad_to_multiple_of_4(frames: Array) -> Array:
   return jnp.pad(frames, pads, mode="reflect")
 
 
-def _torch_fan_in(path: tuple[str, ...], kernel_shape: tuple[int, ...]) -> int:
-  """fan_in as PyTorch takes it from a weight: Conv2d's [out, in, kh, kw] gives in x kh x kw;
-  ConvTranspose2d's [in, out, kh, kw] (F_L's first two layers) gives out x kh x kw."""
-  if path[-2] in TRANSPOSED_CONV_LAYERS:
-    return kernel_shape[0] * kernel_shape[1] * kernel_shape[3]
-  return math.prod(kernel_shape[:-1])
-
-
 @dataclasses.dataclass(frozen=True)
 class IFIRNN:
   """The IFI-RNN video deblurring network of the spec (C1HN / C2HN, optional gate).
@@ -208,7 +201,7 @@ class IFIRNN:
     for name, maximum in dict(iterations=MAX_ITERATIONS, n1=MAX_WIDTH, n2=MAX_WIDTH, n3=MAX_WIDTH,
                               nh=MAX_WIDTH, gate_hidden=MAX_WIDTH,
                               num_resblocks=MAX_RESBLOCKS).items():  # any integer type -> int
-      object.__setattr__(self, name, _check_count(name, getattr(self, name), maximum,
+      object.__setattr__(self, name, check_count(name, getattr(self, name), maximum,
                                                   minimum=int(name != "num_resblocks")))
     for name in ("gated", "residual_output", "remat"):
       if not isinstance(getattr(self, name), bool):
@@ -224,7 +217,7 @@ class IFIRNN:
     """The paper's name, e.g. 'C2H3' or 'C2H3-reg'."""
     return f"C{self.cells}H{self.iterations}" + ("-reg" if self.gated else "")
 
-  def architecture(self) -> dict[str, Any]:
+  def shape_fields(self) -> dict[str, Any]:
     """The fields that fix the parameter shapes (stored in weight files)."""
     return dict(cells=self.cells, n1=self.n1, n2=self.n2, n3=self.n3, nh=self.nh,
                 num_resblocks=self.num_resblocks, gated=self.gated,
@@ -260,7 +253,7 @@ class IFIRNN:
     return _init(self, key)
 
   def _init_params(self, key: Array) -> Params:
-    """PyTorch's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
+    """PyTorch's default init (layers.torch_init_bound) of every weight and bias.
 
     Drawn as one uniform vector sliced per parameter: one RNG call keeps XLA's compile
     of `init` short (a threefry per parameter compiles slowly on CPU).
@@ -281,7 +274,8 @@ class IFIRNN:
     params, offset = {}, 0
     for path in sorted(flat):
       shape = flat[path].shape
-      bound = 1.0 / math.sqrt(_torch_fan_in(path, flat[path[:-1] + ("kernel",)].shape))
+      bound = torch_init_bound(torch_fan_in(flat[path[:-1] + ("kernel",)].shape,
+                                            transposed=path[-2] in TRANSPOSED_CONV_LAYERS))
       size = math.prod(shape)
       params[path] = uniform[offset:offset + size].reshape(shape) * bound
       offset += size
@@ -319,7 +313,7 @@ class IFIRNN:
     Returns:
       (L_t [B, T, H, W, 3] float32, h_T [B, H/4, W/4, nh], GateTrace or None).
     """
-    num_iterations = _check_count("iterations",
+    num_iterations = check_count("iterations",
                                   self.iterations if iterations is None else iterations)
     if gate_mode not in GATE_MODES:
       raise ValueError(f"gate_mode must be one of {GATE_MODES}, got {gate_mode!r}")
@@ -492,7 +486,7 @@ class IFIRNN:
     video = as_unit_float(video, "video")
     if video.ndim not in (4, 5) or video.shape[-1] != 3:
       raise ValueError(f"video must be [T, H, W, 3] or [B, T, H, W, 3], got shape {video.shape}")
-    n = _check_count("iterations", self.iterations if iterations is None else iterations)
+    n = check_count("iterations", self.iterations if iterations is None else iterations)
     return _deblur(self, params, video, n, adaptive)
 
   def step(self, params: Params, frame: Array, state: Array,
@@ -508,7 +502,7 @@ class IFIRNN:
     frame = as_unit_float(frame, "frame")
     if frame.ndim not in (3, 4) or frame.shape[-1] != 3:
       raise ValueError(f"frame must be [H, W, 3] or [B, H, W, 3], got shape {frame.shape}")
-    n = _check_count("iterations", self.iterations if iterations is None else iterations)
+    n = check_count("iterations", self.iterations if iterations is None else iterations)
     expected = self.initial_state(*frame.shape[-3:-1],
                                   batch=frame.shape[0] if frame.ndim == 4 else None).shape
     if tuple(state.shape) != tuple(expected):
@@ -516,10 +510,6 @@ class IFIRNN:
                        f"{frame.shape}: expected {expected} (use initial_state)")
     output, hidden, iterations_run = _step(self, params, frame, state, n, adaptive)
     return (output, hidden, iterations_run) if with_iterations else (output, hidden)
-
-
-# Integer image dtypes the user API takes, and the value that maps to 1.0.
-INTEGER_IMAGE_SCALES = {jnp.dtype(jnp.uint8): 255.0, jnp.dtype(jnp.uint16): 65535.0}
 
 
 def as_unit_float(images: Any, what: str = "video") -> Array:
@@ -532,8 +522,8 @@ def as_unit_float(images: Any, what: str = "video") -> Array:
   if not isinstance(images, jax.Array):
     images = np.asarray(images)
   dtype = images.dtype
-  if dtype in INTEGER_IMAGE_SCALES:
-    return jnp.asarray(images, jnp.float32) / INTEGER_IMAGE_SCALES[dtype]
+  if pixels.is_levels(dtype):
+    return pixels.to_unit_float(jnp.asarray(images))
   if not jnp.issubdtype(dtype, jnp.floating):
     raise ValueError(f"{what} has dtype {dtype}: give float values in [0, 1], or uint8 "
                      f"(0..255) or uint16 (0..65535) images")
@@ -552,9 +542,10 @@ def as_unit_float(images: Any, what: str = "video") -> Array:
   return images
 
 
-def _check_count(name: str, value: Any, maximum: int = MAX_ITERATIONS,
-                 minimum: int = 1) -> int:
-  """`value` as an int: any integer type (int, np.int64, a concrete integer jax scalar),
+def check_count(name: str, value: Any, maximum: int = MAX_ITERATIONS,
+                minimum: int = 1) -> int:
+  """The one check of N, widths and block counts (model fields, configs, command lines):
+  `value` as an int: any integer type (int, np.int64, a concrete integer jax scalar),
   not bool; ValueError outside minimum..maximum or for other types."""
   try:
     number = None if isinstance(value, (bool, np.bool_)) else operator.index(value)

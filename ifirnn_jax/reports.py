@@ -16,10 +16,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from data_pipeline import files, image_io, outputs
+from data_pipeline import files, image_io, outputs, pixels
 from data_pipeline.console import plural
 from data_pipeline.files import Progress
-from ifirnn_jax import labels, metrics
+from ifirnn_jax import captions, metrics
 from ifirnn_jax.evaluation import EvalSummary, FrameResult
 
 
@@ -136,13 +136,13 @@ def write_results(summary: EvalSummary, out_dir: str | os.PathLike, model_name: 
 def write_before_after(example: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
   """blurry | output | sharp side by side, labelled with their PSNR to sharp, as one PNG.
 
-  Panels are enlarged (nearest neighbour) to at least `labels.MIN_PANEL_HEIGHT` pixels.
+  Panels are enlarged (nearest neighbour) to at least `captions.MIN_PANEL_HEIGHT` pixels.
   """
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  sharp = np.asarray(example["sharp"], np.float32) / 255
-  score = lambda key: float(metrics.psnr(np.asarray(example[key], np.float32) / 255, sharp))  # noqa: E731
-  image_io.write_image(path, labels.labelled_panels([
+  sharp = pixels.to_unit_float(np.asarray(example["sharp"]))
+  score = lambda key: float(metrics.psnr(pixels.to_unit_float(np.asarray(example[key])), sharp))  # noqa: E731
+  image_io.write_image(path, captions.labelled_panels([
       (f"blurry  PSNR {score('blurry'):.2f} dB", example["blurry"]),
       (f"output  PSNR {score('output'):.2f} dB", example["output"]),
       ("sharp", example["sharp"])]))

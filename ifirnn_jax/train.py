@@ -55,8 +55,8 @@ from jax.sharding import Mesh
 
 from data_pipeline import clip_sampler, files, layouts, loaders, termination
 from ifirnn_jax import checkpoint as ckpt
-from ifirnn_jax import (default_config, device_input, evaluation, reports, runtime, weights,
-                        writers)
+from ifirnn_jax import (default_config, device_input, evaluation, loading, reports, runtime,
+                        weights, writers)
 from ifirnn_jax import workdir as run_dir
 from ifirnn_jax.runtime import cpu_devices
 from ifirnn_jax.models import IFIRNN, Params
@@ -66,12 +66,8 @@ class TrainingError(Exception):
   """A run that cannot go on (non-finite loss, unusable init_from, ...)."""
 
 
-class Interrupted(Exception):
-  """Ctrl-C or SIGTERM during training, once the checkpoint being saved is complete."""
-
-  def __init__(self, interrupt: KeyboardInterrupt, message: str):
-    super().__init__(message)
-    self.interrupt = interrupt
+# Ctrl-C or SIGTERM during training, once the checkpoint being saved is complete.
+Interrupted = termination.Stopped
 
 
 from ifirnn_jax.train_step import (  # noqa: F401  (train.X is the API the benchmark uses)
@@ -81,14 +77,9 @@ from ifirnn_jax.train_step import (  # noqa: F401  (train.X is the API the bench
 
 def _load_init_params(path: str, model: IFIRNN) -> Params:
   """Params to fine-tune from: a workdir (latest checkpoint) or a weight file."""
+  source = dict(workdir=path) if Path(path).is_dir() else dict(weight_file=path)
   try:
-    if Path(path).is_dir():
-      source_model, params = ckpt.load_checkpoint(path)
-      if source_model.architecture() != model.architecture():
-        raise TrainingError(f"config.init_from: {path} holds {source_model.name} "
-                            f"{source_model.architecture()}, not {model.architecture()}")
-      return params
-    return weights.load_weights(path, model)
+    return loading.load_network(**source, model=model)[1]
   except (ckpt.CheckpointError, weights.WeightsError) as e:
     raise TrainingError(f"config.init_from: {e}") from None
 
@@ -420,10 +411,10 @@ def _host_params(params: Params) -> Params:
 
 
 # ------------------------------------------------------------------ command line
-def main(argv: list[str]) -> None:
-  """Kept short (flax examples/imagenet main.py): flags, platform set-up, then the run."""
+def main(argv: list[str]) -> int:
+  """Kept short (flax examples/imagenet main.py): flags, platform set-up, then the run;
+  returns the exit status (`termination.run_command`), which absl's app.run exits with."""
   del argv
-  import sys
   from data_pipeline.errors import DataError
   from ifirnn_jax import cli
   config = _FLAGS.config
@@ -432,25 +423,16 @@ def main(argv: list[str]) -> None:
   cli.quiet_library_logs()
   cli.initialize_distributed(_FLAGS.coordinator_address, _FLAGS.num_processes,
                              _FLAGS.process_id)
-  try:
-    with termination.sigterm_as_interrupt():
-      train_and_evaluate(config, workdir, allow_config_change=_FLAGS.allow_config_change)
-  except (default_config.ConfigError, DataError, TrainingError, ckpt.CheckpointError,
-          evaluation.EvalError, run_dir.WorkdirError, writers.WriteError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  except OSError as e:  # e.g. a read-only data root or workdir
-    where = f"{e.filename}: " if e.filename else ""
-    print(f"error: {where}{e.strerror or e}", file=sys.stderr)
-    sys.exit(2)
-  except Interrupted as e:
-    what, status = termination.describe(e.interrupt)
-    print(f"{what}: {e}", file=sys.stderr)
-    sys.exit(status)
-  except KeyboardInterrupt as e:  # before the training loop
-    what, status = termination.describe(e)
-    print(f"{what} before training started", file=sys.stderr)
-    sys.exit(status)
+
+  def work() -> None:  # the final evaluation's summary is printed, not an exit status
+    train_and_evaluate(config, workdir, allow_config_change=_FLAGS.allow_config_change)
+
+  return termination.run_command(
+      work,
+      (default_config.ConfigError, DataError, TrainingError, ckpt.CheckpointError,
+       evaluation.EvalError, run_dir.WorkdirError, writers.WriteError,
+       OSError),  # OSError: e.g. a read-only data root or workdir
+      "training had not started")
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -466,21 +448,17 @@ def _parse_flags(argv: list[str]) -> list[str]:
                      if a.split("=", 1)[0] == "--config" and ("=" in a or i + 1 < len(argv))),
                     None)
   if config_arg is not None and not Path(config_arg.split(":")[0]).is_file():
-    print(f"error: --config {config_arg}: no such config file", file=sys.stderr)
-    sys.exit(2)
+    termination.exit_usage_error(f"--config {config_arg}: no such config file")
   try:
     rest = flags.FLAGS(argv)
     _ = flags.FLAGS.config  # loads the config file; a broken one raises here
   except flags.Error as e:
-    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-    sys.exit(2)
+    termination.exit_usage_error(str(e))
   except (AttributeError, KeyError) as e:  # --config.<field> that the config lacks
     field = str(e).strip("\"'")
-    print(f"error: --config.{field}: the config has no field {field!r}", file=sys.stderr)
-    sys.exit(2)
+    termination.exit_usage_error(f"--config.{field}: the config has no field {field!r}")
   except Exception as e:  # an override of the wrong type, a config file that fails, ...
-    print(f"error: --config {config_arg}: {' '.join(str(e).split())[:300]}", file=sys.stderr)
-    sys.exit(2)
+    termination.exit_usage_error(f"--config {config_arg}: {' '.join(str(e).split())[:300]}")
   return rest
 
 

@@ -36,13 +36,7 @@ class TrainState:
 def create_model(config: ml_collections.ConfigDict) -> IFIRNN:
   """The IFIRNN of `config.model` (scan_unroll 0: auto, chosen per platform by the model
   for the batch each device runs, models.frame_scan_unroll)."""
-  m = config.model
-  return default_config.build_model(
-      m.name, n1=m.n1, n2=m.n2, n3=m.n3, nh=m.nh, num_resblocks=m.num_resblocks,
-      gate_hidden=m.gate_hidden, residual_output=m.residual_output,
-      compute_dtype=m.compute_dtype,
-      scan_unroll=m.scan_unroll,
-      remat=m.remat, conv_impl=m.conv_impl)
+  return default_config.model_from_config(config.model)
 
 
 def initial_params(config: ml_collections.ConfigDict, model: IFIRNN, key: jax.Array) -> Params:

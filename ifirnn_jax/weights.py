@@ -106,7 +106,7 @@ def from_torch_state_dict(state: dict[str, np.ndarray], model: IFIRNN,
     problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
   if problems:
     raise WeightsError(f"{source} does not fit the model {model.name} "
-                       f"{model.architecture()}: " + "; ".join(problems))
+                       f"{model.shape_fields()}: " + "; ".join(problems))
   _check_values(state, source)
   flat = {_flax_path(n): np.asarray(_to_flax_layout(n, np.asarray(a, np.float32)))
           for n, a in state.items()}

@@ -105,10 +105,10 @@ def test_scan_unroll_auto_rolls_on_cpu_only_where_the_loop_runs_winograd():
   assert _cpu_unroll(_demo(**{"model.scan_unroll": 2}), device_count=1) == 2
 
 
-def test_build_model_reads_cells_iterations_and_gate_from_the_name():
-  model = default_config.build_model("C2H3-reg", n1=4, compute_dtype="bfloat16")
+def test_model_named_reads_cells_iterations_and_gate_from_the_name():
+  model = default_config.model_named("C2H3-reg", n1=4, compute_dtype="bfloat16")
   assert (model.cells, model.iterations, model.gated) == (2, 3, True)
   assert model.n1 == 4 and model.compute_dtype == "bfloat16"
-  assert not default_config.build_model("C1H1").gated
+  assert not default_config.model_named("C1H1").gated
   with pytest.raises(default_config.ConfigError, match="config.model.name: unknown model"):
-    default_config.build_model("C3H1")
+    default_config.model_named("C3H1")

@@ -81,13 +81,13 @@ def test_before_after_is_large_and_labelled(tmp_path):
   import imageio.v3 as iio
   import numpy as np
 
-  from ifirnn_jax import labels, reports
+  from ifirnn_jax import captions, reports
   rng = np.random.default_rng(0)
   sharp = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
   example = dict(sharp=sharp, output=np.clip(sharp.astype(int) + 3, 0, 255).astype(np.uint8),
                  blurry=np.roll(sharp, 2, axis=1))
   image = iio.imread(reports.write_before_after(example, tmp_path / "before_after.png"))
-  scale = -(-labels.MIN_PANEL_HEIGHT // 40)  # 7: 280 px panels
+  scale = -(-captions.MIN_PANEL_HEIGHT // 40)  # 7: 280 px panels
   strip = image.shape[0] - 40 * scale
   assert strip >= 16 and image.shape[1] == 3 * 56 * scale + 2 * 8
   # Panels enlarged by pixel repetition: the top-left block is one sharp pixel's colour.

@@ -136,7 +136,7 @@ def test_bad_inputs_exit_2_with_one_message(setup, capsys):
       (["--input", clip, "--output", blocker / "bad5.mp4", "--weights", weights],
        f"{blocker / 'bad5.mp4'}: cannot be created: {blocker} is a file, not a folder"),
       (["--input", clip, "--output", root / "bad6.mp4", "--weights", weights, "--iterations", 0],
-       "--iterations must be in 1..64, got 0"),
+       "--iterations must be an integer in 1..64, got 0"),
       (["--input", clip, "--output", root / "bad7.mp4", "--weights", weights,
         "--tile-size", 64, "--tile-overlap", 40], "tile overlap"),
       (["--input", clip, "--output", root / "bad8.mp4", "--workdir", root / "no_run"],

@@ -326,7 +326,7 @@ def test_bad_input_exits_2_with_one_error_line(data, capsys, tmp_path):
       (["--weights", corrupt, "--data", dataset, "--out", out],
        [str(corrupt), "not a readable safetensors weight file"]),
       (["--weights", weights, "--data", dataset, "--iterations", 0, "--out", out],
-       ["--iterations must be in 1..64, got 0"]),
+       ["--iterations must be an integer in 1..64, got 0"]),
       (["--weights", weights, "--data", dataset, "--adaptive", "--out", out],
        ["--adaptive needs a gated", "C2H2 ", "has no gate"]),
       (["--weights", weights, "--data", dataset, "--out", blocker / "results"],

@@ -142,6 +142,22 @@ def test_sigterm_in_deblur_leaves_no_partial_file(tmp_path, tiny, monkeypatch, c
   assert signal.getsignal(signal.SIGTERM) == previous
 
 
+def test_run_command_gives_every_commands_exit_status(tmp_path, capsys):
+  """One policy: bad input 2 (an OSError named by its file), a returned status as is,
+  Ctrl-C 130, a stopped run's own message with SIGTERM's 143."""
+  missing = tmp_path / "missing.txt"
+  cases = [(lambda: open(missing), 2, f"error: {missing}: {os.strerror(errno.ENOENT)}"),
+           (lambda: (_ for _ in ()).throw(termination.UsageError("--steps  must\n be >= 1")),
+            2, "error: --steps must be >= 1"),
+           (lambda: 3, 3, ""),
+           (lambda: (_ for _ in ()).throw(KeyboardInterrupt()), 130, "interrupted; left"),
+           (lambda: (_ for _ in ()).throw(termination.Stopped(termination.Terminated(), "at 4")),
+            143, "terminated (SIGTERM): at 4")]
+  for work, status, line in cases:
+    assert termination.run_command(work, (OSError,), "left") == status
+    assert capsys.readouterr().err.strip() == line
+
+
 def test_sigterm_raises_terminated_only_inside_the_block():
   with pytest.raises(termination.Terminated):
     with termination.sigterm_as_interrupt():
@@ -173,7 +189,7 @@ def test_damaged_checkpoint_is_one_checkpoint_error(tmp_path, tiny):
   with pytest.raises(ifr.CheckpointError, match=r"checkpoints/2: .*damaged"):
     ifr.load_checkpoint(workdir)
   model, _ = ifr.load_checkpoint(workdir, 1)
-  assert model.architecture() == tiny["model"].architecture()
+  assert model.shape_fields() == tiny["model"].shape_fields()
 
 
 def test_training_resume_falls_back_past_a_damaged_checkpoint(tmp_path, tiny, caplog):

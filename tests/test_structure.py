@@ -147,3 +147,36 @@ def test_no_module_in_data_pipeline_implements_a_random_number_generator():
       "BitXor", "RShift"}
   assert _generator_code("M0, W0 = 0xD2511F53, 0x9E3779B9\n") == [
       (1, "constant 0xD2511F53"), (1, "constant 0x9E3779B9")]
+
+
+def _leading_text(node):
+  """The literal start of a str or f-string node ('' for anything else)."""
+  if isinstance(node, ast.Constant) and isinstance(node.value, str):
+    return node.value
+  if isinstance(node, ast.JoinedStr) and node.values:
+    return _leading_text(node.values[0])
+  return ""
+
+
+def test_only_termination_decides_a_failed_commands_exit_status():
+  """One exit-status policy (`termination.run_command`): no other module prints its own
+  `error:` line, exits with a non-zero constant, or has a `main` return one."""
+  found = []
+  for name, path in _modules().items():
+    if name == "data_pipeline.termination":
+      continue
+    for node in ast.walk(ast.parse(path.read_text())):
+      if not isinstance(node, (ast.Call, ast.FunctionDef)):
+        continue
+      if isinstance(node, ast.FunctionDef):
+        found += [f"{name}.main returns {r.value.value}" for r in ast.walk(node)
+                  if node.name == "main" and isinstance(r, ast.Return)
+                  and isinstance(r.value, ast.Constant) and r.value.value not in (0, None)]
+        continue
+      callee = ast.unparse(node.func)
+      if callee == "print" and node.args and _leading_text(node.args[0]).startswith("error:"):
+        found.append(f"{name}:{node.lineno} prints an error line")
+      if (callee == "sys.exit" and node.args and isinstance(node.args[0], ast.Constant)
+          and node.args[0].value not in (0, None)):
+        found.append(f"{name}:{node.lineno} exits with {node.args[0].value}")
+  assert not found, found

@@ -28,7 +28,7 @@ must not be the bottleneck).
 Timings on shared machines are noisy: compare ratios from one run, not absolute numbers
 across runs. Results go to `--out` (JSON, written atomically, after every model).
 
-Modules: `cli` (the command line, `Settings` from it, `run`), `settings` (Settings, models,
+Modules: `cli` (the command line, `BenchmarkSettings` from it, `run`), `settings` (BenchmarkSettings, models,
 devices), `flops` (the spec's FLOP count), `probes` (memory, matmul rate, timing, XLA's
 cost and memory analyses), `inference`, `train_step` (our and PyTorch's train-step
 runners), `variants` (a runner in a child process or a group of processes),

@@ -1,6 +1,6 @@
 """Speed, FLOPs and memory of IFI-RNN: `python -m ifirnn_jax.benchmark [--mode M]`.
 
-The command line: its parser, the `Settings` it makes (checked before anything is
+The command line: its parser, the `BenchmarkSettings` it makes (checked before anything is
 compiled), and `run`, which dispatches to the mode's module and writes `--out`.
 """
 
@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from data_pipeline import console, files, outputs
+from data_pipeline import console, files, outputs, termination
 from data_pipeline.errors import DataError
 from ifirnn_jax import runtime
 from ifirnn_jax.benchmark.commands import commands_table, run_commands
@@ -22,7 +21,7 @@ from ifirnn_jax.benchmark.inference import run_inference
 from ifirnn_jax.benchmark.memory import MEMORY_LENGTHS, run_memory
 from ifirnn_jax.benchmark.report import inference_table, memory_table, train_table
 from ifirnn_jax.benchmark.settings import (MODE_DEFAULTS, SMALL_TRAIN_WIDTHS, SPEC_WIDTHS,
-                                           WIDTH_FIELDS, BenchmarkError, Settings, environment,
+                                           WIDTH_FIELDS, BenchmarkError, BenchmarkSettings, environment,
                                            make_model, parse_widths, select_device,
                                            torch_available, unroll_label)
 from ifirnn_jax.benchmark.train_run import run_train
@@ -169,7 +168,7 @@ def _cpu_devices(args: argparse.Namespace, platform: str) -> int:
     raise BenchmarkError(str(e)) from None
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
   defaults = MODE_DEFAULTS[args.mode]
   pick = lambda name: defaults[name] if getattr(args, name) is None else getattr(args, name)  # noqa: E731
   platform = args.device or runtime.default_platform()
@@ -184,7 +183,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
   models = tuple(m.strip() for m in pick("models").split(",") if m.strip())
   if not models:
     raise BenchmarkError("--models is empty")
-  settings = Settings(
+  settings = BenchmarkSettings(
       mode=args.mode, models=models, widths=parse_widths(pick("widths")),
       height=pick("height"), width=pick("width"), batch=pick("batch"), frames=pick("frames"),
       repeats=pick("repeats"), warmup=args.warmup, dtype=args.dtype,
@@ -235,7 +234,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
   return settings
 
 
-def run(settings: Settings) -> dict[str, Any]:
+def run(settings: BenchmarkSettings) -> dict[str, Any]:
   """Runs the benchmark of `settings`, writing the report to settings.out as it goes."""
   device = select_device(settings.device)
   out = Path(settings.out)
@@ -250,32 +249,26 @@ def run(settings: Settings) -> dict[str, Any]:
   return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
-  try:
-    check_out(args.out, args.overwrite)
-  except BenchmarkError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+def benchmark(args: argparse.Namespace) -> None:
+  """Runs the --mode of the command line, prints its table and where the results are."""
+  check_out(args.out, args.overwrite)
   if args.mode in ("memory", "commands"):
-    try:
-      report = run_memory(args) if args.mode == "memory" else run_commands(args)
-    except BenchmarkError as e:
-      print(f"error: {e}", file=sys.stderr)
-      return 2
+    report = run_memory(args) if args.mode == "memory" else run_commands(args)
     print(memory_table(report) if args.mode == "memory" else commands_table(report))
     print(f"results: {args.out}")
-    return 0
+    return
   if args.mode == "train" and args.isolate:
     # Several processes share the device: keep this one from preallocating GPU memory
     # (effective only before JAX first touches a device).
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-  try:
-    settings = settings_from_args(args)
-    report = run(settings)
-  except BenchmarkError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  settings = settings_from_args(args)
+  report = run(settings)
   print(inference_table(report) if settings.mode == "inference" else train_table(report))
   print(f"results: {settings.out}")
-  return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """The command line; returns the exit status (0, 2 bad input, 130 Ctrl-C, 143 SIGTERM)."""
+  args = build_parser().parse_args(argv)
+  return termination.run_command(lambda: benchmark(args), (BenchmarkError,),
+                                 "the benchmark did not finish")

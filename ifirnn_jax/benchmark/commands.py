@@ -172,9 +172,9 @@ def deblur_pair(models: str, widths: str, height: int, width: int,
   from data_pipeline.video import FrameSink
   from ifirnn_jax import deblur, runtime, weights
   from ifirnn_jax.benchmark.memory import synthetic_frames
-  from ifirnn_jax.benchmark.settings import build_model, parse_widths
+  from ifirnn_jax.benchmark.settings import model_at_widths, parse_widths
   runtime.setup(stream_frames=True)  # as deblur's main
-  model = build_model(models, parse_widths(widths))
+  model = model_at_widths(models, parse_widths(widths))
   with tempfile.TemporaryDirectory(prefix="ifirnn_commands_") as folder:
     folder = Path(folder)
     weight_file = weights.save_weights(model.init(jax.random.key(0)),

@@ -15,7 +15,7 @@ from data_pipeline import files
 from ifirnn_jax.benchmark.flops import spec_gflops
 from ifirnn_jax.benchmark.probes import (interleave, matmul_gflops, peak_memory, summarize,
                                          time_calls, xla_flops, xla_memory)
-from ifirnn_jax.benchmark.settings import Settings, make_model, torch_architecture, torch_device
+from ifirnn_jax.benchmark.settings import BenchmarkSettings, make_model, torch_architecture, torch_device
 from ifirnn_jax.models import IFIRNN
 
 
@@ -83,7 +83,7 @@ class TorchStream:
 
 
 # ====================================================================== inference
-def benchmark_inference_model(name: str, settings: Settings, device: jax.Device,
+def benchmark_inference_model(name: str, settings: BenchmarkSettings, device: jax.Device,
                               peak_matmul: float, work_dir: Path) -> dict[str, Any]:
   """Compiles, times, counts one model and (optionally) races it against PyTorch."""
   model = make_model(name, settings, settings.scan_unroll[0])
@@ -150,7 +150,7 @@ def benchmark_inference_model(name: str, settings: Settings, device: jax.Device,
   return result
 
 
-def run_inference(settings: Settings, device: jax.Device, report: dict[str, Any],
+def run_inference(settings: BenchmarkSettings, device: jax.Device, report: dict[str, Any],
                   save: Callable[[], None]) -> None:
   files.status(f"measuring the {settings.matmul_size}x{settings.matmul_size} matmul rate ...")
   rates = {"float32": matmul_gflops(device, "float32", settings.matmul_size)}

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from data_pipeline import files
-from ifirnn_jax.benchmark.settings import BenchmarkError, build_model, parse_widths
+from ifirnn_jax.benchmark.settings import BenchmarkError, model_at_widths, parse_widths
 
 
 # --mode memory: peak RSS of `python -m ifirnn_jax.deblur` on synthetic videos of these
@@ -74,7 +74,7 @@ def run_memory(args: argparse.Namespace) -> dict[str, Any]:
     raise BenchmarkError(f"--height and --width must be >= 4, got {height}x{width}")
   name = args.models or MEMORY_DEFAULTS["models"]
   widths = parse_widths(args.widths or MEMORY_DEFAULTS["widths"])
-  model = build_model(name, widths)
+  model = model_at_widths(name, widths)
   report: dict[str, Any] = {
       "mode": "memory", "model": model.name, "widths": list(widths), "height": height,
       "width": width, "cpu_count": os.cpu_count(), "jax": jax.__version__, "results": []}

@@ -1,4 +1,4 @@
-"""What a benchmark run depends on (`Settings`), its models, devices and environment."""
+"""What a benchmark run depends on (`BenchmarkSettings`), its models, devices and environment."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class BenchmarkError(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class BenchmarkSettings:
   """Everything a run depends on (the parsed command line)."""
 
   mode: str
@@ -62,19 +62,20 @@ class Settings:
   cpu_devices: int = 1           # train, CPU, one process: our step over this many devices
 
 
-def build_model(name: str, widths: tuple[int, int, int, int, int], **fields: Any) -> IFIRNN:
-  """default_config.build_model of `name` at `widths` (n1, n2, n3, nh, num_resblocks)."""
+def model_at_widths(name: str, widths: tuple[int, int, int, int, int],
+                    **fields: Any) -> IFIRNN:
+  """default_config.model_named of `name` at `widths` (n1, n2, n3, nh, num_resblocks)."""
   n1, n2, n3, nh, nb = widths
   try:
-    return default_config.build_model(name, n1=n1, n2=n2, n3=n3, nh=nh, num_resblocks=nb,
+    return default_config.model_named(name, n1=n1, n2=n2, n3=n3, nh=nh, num_resblocks=nb,
                                       **fields)
   except default_config.ConfigError as e:
     raise BenchmarkError(str(e).replace("config.model.name", "--models")) from None
 
 
-def make_model(name: str, settings: Settings, scan_unroll: int | bool = 1) -> IFIRNN:
+def make_model(name: str, settings: BenchmarkSettings, scan_unroll: int | bool = 1) -> IFIRNN:
   """The IFIRNN called `name` (C1HN / C2HN, -reg allowed) at the settings' widths and dtype."""
-  return build_model(name, settings.widths, compute_dtype=settings.dtype,
+  return model_at_widths(name, settings.widths, compute_dtype=settings.dtype,
                      conv_impl=settings.conv_impl, scan_unroll=scan_unroll,
                      remat=settings.remat)
 

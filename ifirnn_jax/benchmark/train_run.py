@@ -13,12 +13,12 @@ import numpy as np
 from data_pipeline import files
 from ifirnn_jax.benchmark.flops import spec_gflops
 from ifirnn_jax.benchmark.probes import BLOCK, interleave, summarize
-from ifirnn_jax.benchmark.settings import BenchmarkError, Settings, make_model, unroll_label
+from ifirnn_jax.benchmark.settings import BenchmarkError, BenchmarkSettings, make_model, unroll_label
 from ifirnn_jax.benchmark.train_step import variant_name
 from ifirnn_jax.benchmark.variants import ChildVariant, InProcessVariant, ProcessGroupVariant
 
 
-def run_train(settings: Settings, device: jax.Device, report: dict[str, Any],
+def run_train(settings: BenchmarkSettings, device: jax.Device, report: dict[str, Any],
               save: Callable[[], None]) -> None:
   from ifirnn_jax import weights
   name = settings.models[0]
@@ -92,7 +92,7 @@ def run_train(settings: Settings, device: jax.Device, report: dict[str, Any],
     save()
 
 
-def measure_pipeline(settings: Settings) -> dict[str, Any]:
+def measure_pipeline(settings: BenchmarkSettings) -> dict[str, Any]:
   """Clips/s of the training input pipeline (data_pipeline.input_pipeline) on
   `settings.data` at the train step's batch, frames and crop, measured alone
   (data_pipeline.pipeline_benchmark's timing)."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from ifirnn_jax import default_config
 from ifirnn_jax.benchmark.probes import peak_memory, xla_flops, xla_memory
-from ifirnn_jax.benchmark.settings import (BenchmarkError, Settings, make_model, select_device,
+from ifirnn_jax.benchmark.settings import (BenchmarkError, BenchmarkSettings, make_model, select_device,
                                            torch_architecture, torch_device, unroll_label)
 
 
@@ -38,7 +38,7 @@ class JaxTrainStep:
   run, each holding its slice of the batch, as training runs them.
   """
 
-  def __init__(self, job: dict[str, Any], settings: Settings, blur: np.ndarray,
+  def __init__(self, job: dict[str, Any], settings: BenchmarkSettings, blur: np.ndarray,
                sharp: np.ndarray):
     import functools
     from ifirnn_jax import train, weights
@@ -104,7 +104,7 @@ class JaxTrainStep:
 class TorchTrainStep:
   """`torch_reference.make_train_step` (Adam, content loss) on the same weights and batch."""
 
-  def __init__(self, job: dict[str, Any], settings: Settings, blur: np.ndarray,
+  def __init__(self, job: dict[str, Any], settings: BenchmarkSettings, blur: np.ndarray,
                sharp: np.ndarray):
     import torch
     from ifirnn_jax import torch_reference
@@ -137,10 +137,10 @@ class TorchTrainStep:
 def open_train_variant(job: dict[str, Any]) -> Any:
   """Builds (and compiles) one variant: `step() -> seconds`, `summary() -> dict`.
 
-  job: framework ('jax' | 'torch'), scan_unroll, model, settings (a Settings as a dict),
+  job: framework ('jax' | 'torch'), scan_unroll, model, settings (a BenchmarkSettings as a dict),
   weights_path (the shared initial weights), batch_path (.npz with 'blur' and 'sharp').
   """
-  settings = Settings(**job["settings"])
+  settings = BenchmarkSettings(**job["settings"])
   data = np.load(job["batch_path"])
   cls = TorchTrainStep if job["framework"] == "torch" else JaxTrainStep
   return cls(job, settings, data["blur"], data["sharp"])

@@ -1,4 +1,4 @@
-"""Text labels on uint8 images: side-by-side panels and frames marked in place."""
+"""Captions on uint8 images: side-by-side captioned panels and frames captioned in place."""
 
 from __future__ import annotations
 
