@@ -175,20 +175,33 @@ def test_a_refused_workdir_stops_every_process_of_a_run(dataset, tmp_path):
   assert sorted(p.name for p in workdir.iterdir()) == ["workdir.lock"]
 
 
+def _two_device_env():
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  env.pop("XLA_FLAGS", None)  # no forced device count: the config decides
+  return env
+
+
+TWO_DEVICES = ("--config.num_train_steps=6", "--config.cpu_devices=2")
+
+
+@pytest.fixture(scope="module")
+def two_device_run(dataset, tmp_path_factory):
+  """An uninterrupted run of the tiny config over 2 CPU devices of one process."""
+  workdir = tmp_path_factory.mktemp("two_devices")
+  result = subprocess.run(_train_cmd(dataset, workdir, *TWO_DEVICES), cwd=ROOT,
+                          env=_two_device_env(), capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-4000:]
+  return workdir, _export(workdir, workdir / "w.safetensors"), result
+
+
 def test_one_process_over_two_single_core_cpu_devices_trains_like_one_device(
-    dataset, reference_run, tmp_path):
+    reference_run, two_device_run):
   """config.cpu_devices (the default 0 gives this on a 2-core machine): the batch split
   over 2 CPU devices of one process, each step compiled single-threaded."""
   _, single, _ = reference_run
-  workdir = tmp_path / "cpu_devices"
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)  # no forced device count: the config decides
-  result = subprocess.run(_train_cmd(dataset, workdir, "--config.num_train_steps=6",
-                                     "--config.cpu_devices=2"),
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-4000:]
+  _, split, result = two_device_run
   assert "2 devices on 1 processes (CPU: one core each)" in result.stderr
-  _assert_same(single, _export(workdir, tmp_path / "w.safetensors"), rtol=2e-4, atol=2e-6)
+  _assert_same(single, split, rtol=2e-4, atol=2e-6)
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pins one process per core")
@@ -210,11 +223,9 @@ def test_cpu_processes_launcher_trains_like_one_process(dataset, reference_run, 
     assert result.returncode == 2 and "NUM_PROCESSES must be 1 to" in result.stderr, bad
 
 
-def test_sigkill_then_restart_reaches_exactly_the_same_weights(dataset, reference_run, tmp_path):
-  _, single, _ = reference_run
-  workdir = tmp_path / "killed"
-  cmd = _train_cmd(dataset, workdir, "--config.num_train_steps=6")
-  proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(1), stdout=subprocess.DEVNULL,
+def _kill_after_first_checkpoint_then_resume(cmd, workdir, env):
+  """Runs `cmd`, SIGKILLs it once checkpoint 2 exists, runs it again to the end."""
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
   while time.time() < deadline and not (workdir / "checkpoints" / "2").is_dir():
@@ -225,9 +236,28 @@ def test_sigkill_then_restart_reaches_exactly_the_same_weights(dataset, referenc
   proc.wait()
   assert (workdir / "checkpoints" / "2").is_dir(), "the run never wrote its first checkpoint"
   assert not (workdir / "checkpoints" / "6").exists(), "killed too late to test resume"
-  result = _run(cmd)
+  result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-4000:]
   assert "Resumed" in result.stderr
+
+
+def test_sigkill_then_restart_reaches_exactly_the_same_weights(dataset, reference_run, tmp_path):
+  _, single, _ = reference_run
+  workdir = tmp_path / "killed"
+  _kill_after_first_checkpoint_then_resume(
+      _train_cmd(dataset, workdir, "--config.num_train_steps=6"), workdir, _env(1))
   _assert_same(single, _export(workdir, tmp_path / "w.safetensors"), rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_sigkill_then_restart_over_two_cpu_devices_is_bit_exact(dataset, two_device_run,
+                                                               tmp_path):
+  """The same over 2 CPU devices (batches prefetched onto both, the loop running ahead)."""
+  _, split, _ = two_device_run
+  workdir = tmp_path / "killed"
+  _kill_after_first_checkpoint_then_resume(_train_cmd(dataset, workdir, *TWO_DEVICES),
+                                           workdir, _two_device_env())
+  _assert_same(split, _export(workdir, tmp_path / "w.safetensors"), rtol=0, atol=0)
 
 
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(dataset, tmp_path):
