@@ -286,6 +286,9 @@ def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: 
       noise_std_sigma=config.noise_std_sigma, augment=config.augment,
       augment_colour=config.augment_colour,
       cache_frames=config.data.cache_frames)
+  # Closed on any way out: a tf.data iterator left to the interpreter's shutdown (an error
+  # keeps this frame alive) logs a failure of its own after the run's error line.
+  cleanup.callback(getattr(train_iter, "close", lambda: None))
 
   # ---------------------------------------------------------------- loop
   history: list[dict[str, jax.Array]] = []
