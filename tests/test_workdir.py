@@ -13,10 +13,13 @@ import jax.numpy as jnp
 import pytest
 
 import ifirnn_jax as ifr
-from data_pipeline import clip_sampler, termination
+from data_pipeline import clip_sampler
+from data_pipeline.commandline import termination
 from data_pipeline.errors import DataError
-from data_pipeline.files import write_json_atomic
-from ifirnn_jax import checkpoint, default_config, train, workdir, writers
+from data_pipeline.safe_io.files import write_json_atomic
+from ifirnn_jax import train
+from ifirnn_jax.storage import checkpoint, workdir
+from ifirnn_jax.training import default_config, writers
 import data_trees
 from tiny_models import tiny_params
 
