@@ -169,7 +169,7 @@ def test_rename_new_never_replaces(tmp_path, monkeypatch, atomic):
 # ----------------------------------------------------------------------------- partials
 _HOLDER = """
 import sys, tempfile, time
-from data_pipeline import files
+from data_pipeline.safe_io import files
 fd, path = tempfile.mkstemp(prefix=files.partial_prefix(sys.argv[1]), suffix=".mp4",
                             dir=sys.argv[2])
 print(path, flush=True)

@@ -48,7 +48,7 @@ def _config(root, **changes):
 def _hold_lock(path):
   """A real process that takes the workdir's lock and waits: (process, its PID)."""
   child = subprocess.Popen(
-      [sys.executable, "-c", "import sys; from ifirnn_jax import workdir; "
+      [sys.executable, "-c", "import sys; from ifirnn_jax.storage import workdir; "
        f"workdir.claim({str(path)!r}); print('held', flush=True); sys.stdin.read()"],
       cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
   assert child.stdout.readline().strip() == "held"
