@@ -10,7 +10,7 @@ Expected: no published IFI-RNN number; compare with the blurry input's PSNR that
 final evaluation prints.
 """
 
-from ifirnn_jax import default_config
+from ifirnn_jax.training import default_config
 
 
 def get_config(arg=None):

@@ -21,7 +21,7 @@ photographs (docs/benchmarks.md has the measured numbers).
 Tiny variant for tests: --config configs/demo.py:tiny
 """
 
-from ifirnn_jax import default_config
+from ifirnn_jax.training import default_config
 
 
 def get_config(arg=None):

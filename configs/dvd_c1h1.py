@@ -11,7 +11,7 @@ Adam 1e-4 halved every 50 epochs for 100 epochs (about 12k steps).
 Expected (paper, PSNR / SSIM): 30.07 / 0.8823.
 """
 
-from ifirnn_jax import default_config
+from ifirnn_jax.training import default_config
 
 
 def get_config(arg=None):

@@ -10,7 +10,7 @@ Expected (paper, downsampled 960x540 GOPRO, PSNR / SSIM): 28.79 / 0.8647.
 Tiny variant for tests: --config configs/gopro_c1h1.py:tiny
 """
 
-from ifirnn_jax import default_config
+from ifirnn_jax.training import default_config
 
 
 def get_config(arg=None):

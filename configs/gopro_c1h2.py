@@ -10,7 +10,7 @@ Expected (paper, downsampled 960x540 GOPRO, PSNR / SSIM): 29.03 / 0.8712.
 Tiny variant for tests: --config configs/gopro_c1h2.py:tiny
 """
 
-from ifirnn_jax import default_config
+from ifirnn_jax.training import default_config
 
 
 def get_config(arg=None):

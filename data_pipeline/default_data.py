@@ -48,8 +48,10 @@ import skimage.data
 import skimage.transform
 from scipy import ndimage
 
-from data_pipeline import files, image_io, layouts, synthesize, termination
-from data_pipeline.console import HelpFormatter
+from data_pipeline import image_io, layouts, synthesize
+from data_pipeline.safe_io import files
+from data_pipeline.commandline import termination
+from data_pipeline.commandline.console import HelpFormatter
 from data_pipeline.errors import DataError
 
 GENERATOR = "data_pipeline.default_data"

@@ -25,7 +25,8 @@ import imageio.v3 as iio
 import numpy as np
 import PIL.Image
 
-from data_pipeline import files, pixels
+from data_pipeline import pixels
+from data_pipeline.safe_io import files
 from data_pipeline.errors import DataError
 
 # Pillow modes `read_image` converts to RGB; anything else is refused.

@@ -22,7 +22,7 @@ The recipe of the paper (Section 4.2), per clip (one batch element):
     slightly; sharp is exact (k / 255). Only sigma and the noise's key are
     drawn on the host ('noise_sigma', 'noise_key': four uint32 words); the train
     step draws the per-pixel noise on the device from them
-    (ifirnn_jax.input_noise), so the host does not.
+    (ifirnn_jax.training.input_noise), so the host does not.
 
 Determinism and restarts: every random choice of the clip for global batch
 element i at step k is drawn in numpy by clip_sampler.ClipSampler, a pure function
@@ -132,7 +132,7 @@ def _finish_clip(blur: tf.Tensor, sharp: tf.Tensor, draw: dict[str, tf.Tensor],
   both = _augment(tf.concat([blur, sharp], axis=0), draw, permute_channels)
   both = tf.cast(both, tf.float32) / float(pixels.UINT8_MAX)  # pixels.to_unit_float
   clip = {"blur": both[:num_frames], "sharp": both[num_frames:]}
-  if add_noise:  # the per-pixel noise: ifirnn_jax.input_noise, inside the train step
+  if add_noise:  # the per-pixel noise: ifirnn_jax.training.input_noise, inside the train step
     clip["noise_key"] = draw["noise_key"]
     clip["noise_sigma"] = draw["sigma"]
   return clip
@@ -230,7 +230,7 @@ def make_train_iterator(
   Yields:
     {"blur", "sharp": float32 [B_local, T, h, w, 3] in [0, 1] (blur without
     its noise), and when noise_std_sigma > 0 "noise_key": uint32 [B_local, 4],
-    "noise_sigma": float32 [B_local] (ifirnn_jax.input_noise adds the noise)},
+    "noise_sigma": float32 [B_local] (ifirnn_jax.training.input_noise adds the noise)},
     B_local = batch_size / process_count, starting at step `start_step`.
 
   Raises:

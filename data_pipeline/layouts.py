@@ -34,7 +34,7 @@ from pathlib import Path
 
 from data_pipeline import image_io
 from data_pipeline.errors import DataError
-from data_pipeline.files import natural_sort_key
+from data_pipeline.safe_io.files import natural_sort_key
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 LAYOUTS = ("gopro", "dvd", "bsd", "generic")

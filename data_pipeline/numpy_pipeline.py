@@ -9,7 +9,7 @@ each clip's random choices from clip_sampler.ClipSampler and apply them as its
 `ClipDraw` defines, so the batch at step k is the same pure function of (seed, k). The
 per-pixel noise is not added here: each clip's 'noise_sigma' (8-bit units) and
 'noise_key' go with the batch, and the train step draws the noise on the device
-(ifirnn_jax.input_noise). Frames are decoded by `read_image` (Pillow), which gives the
+(ifirnn_jax.training.input_noise). Frames are decoded by `read_image` (Pillow), which gives the
 pixels of tf.io's decoders (PNG exactly, JPEG with its accurate integer DCT). Clips are
 made by `num_workers` threads (Pillow and numpy release the GIL), `prefetch` batches
 ahead.
@@ -89,7 +89,7 @@ def make_train_iterator(
     both = augment_clip(np.concatenate([blur, sharp]), draw)
     both = pixels.to_unit_float(both)  # a new array: no cache shared
     clip = {"blur": both[:clip_length], "sharp": both[clip_length:]}
-    if noise_std_sigma > 0:  # drawn on the device (ifirnn_jax.input_noise)
+    if noise_std_sigma > 0:  # drawn on the device (ifirnn_jax.training.input_noise)
       clip.update(noise_key=np.array(draw.noise_key, np.uint32), noise_sigma=draw.sigma)
     return clip
 

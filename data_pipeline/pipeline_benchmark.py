@@ -16,8 +16,9 @@ import argparse
 import sys
 import time
 
-from data_pipeline import input_pipeline, layouts, termination
-from data_pipeline.console import HelpFormatter, plural
+from data_pipeline import input_pipeline, layouts
+from data_pipeline.commandline import termination
+from data_pipeline.commandline.console import HelpFormatter, plural
 from data_pipeline.errors import DataError
 
 

@@ -49,10 +49,12 @@ from pathlib import Path
 import numpy as np
 import skimage.transform
 
-from data_pipeline import files, image_io, layouts, outputs, termination
-from data_pipeline.console import HelpFormatter, plural
+from data_pipeline import image_io, layouts
+from data_pipeline.safe_io import files, outputs
+from data_pipeline.commandline import termination
+from data_pipeline.commandline.console import HelpFormatter, plural
 from data_pipeline.errors import DataError
-from data_pipeline.files import Progress
+from data_pipeline.safe_io.files import Progress
 
 GAMMA = 2.2
 OUTPUT_DIRS = ("blur", "blur_gamma", "sharp")

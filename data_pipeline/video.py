@@ -34,9 +34,10 @@ import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
 
-from data_pipeline import files, image_io, outputs
+from data_pipeline import image_io
+from data_pipeline.safe_io import files, outputs
 from data_pipeline.errors import DataError
-from data_pipeline.files import natural_sort_key
+from data_pipeline.safe_io.files import natural_sort_key
 
 # JAX warns on every os.fork(); ffmpeg starts through `subprocess`, whose fork is followed
 # at once by exec in the child, which that warning does not concern. Only forks from

@@ -7,10 +7,10 @@
     ifr.save_weights(params, "w.safetensors", model=model)
 """
 
-from ifirnn_jax.models import IFIRNN, GateTrace, straight_through_gumbel
-from ifirnn_jax.losses import content_loss, gate_regularizer, total_loss
-from ifirnn_jax.checkpoint import CheckpointError, load_checkpoint
-from ifirnn_jax.weights import (WeightsError, load_model, load_weights, save_weights,
+from ifirnn_jax.model.network import IFIRNN, GateTrace, straight_through_gumbel
+from ifirnn_jax.model.losses import content_loss, gate_regularizer, total_loss
+from ifirnn_jax.storage.checkpoint import CheckpointError, load_checkpoint
+from ifirnn_jax.storage.weights import (WeightsError, load_model, load_weights, save_weights,
                                 to_torch_state_dict, from_torch_state_dict)
 
 __all__ = [

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import jax
 
-from ifirnn_jax.layers import CONV_IMPLS
+from ifirnn_jax.model.layers import CONV_IMPLS
 
 
 def initialize_distributed(coordinator_address: str | None = None,
@@ -56,7 +56,7 @@ def quiet_library_logs(packages: tuple[str, ...] = ("orbax", "jax/_src")) -> Non
 
 
 def add_conv_impl_flag(parser: argparse.ArgumentParser) -> None:
-  """--conv-impl for the inference commands (IFIRNN.conv_impl, see layers.py)."""
+  """--conv-impl for the inference commands (IFIRNN.conv_impl, see model/layers.py)."""
   parser.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto",
                       help="3x3 convolution algorithm: 'auto' = Winograd on CPU where it "
                            "pays, XLA's convolution (cuDNN) on GPU; 'xla'; 'winograd'")

@@ -10,13 +10,13 @@ turn: peak memory does not grow with the video's length (the command also gives
 frame-sized blocks back to the system when freed, `ifirnn_jax.runtime.glibc_malloc`). The output
 keeps the input's frame rate, frame count and size, and is written atomically (it
 appears only when complete). Outputs are clipped to [0, 1] and rounded to 8 bits,
-exactly as `ifirnn_jax.metrics` scores them. Only the first video stream is
+exactly as `ifirnn_jax.evaluation.metrics` scores them. Only the first video stream is
 deblurred; a video output gets the input's audio unchanged (ffmpeg stream copy, cut to
 the video's length) where its container takes it. Subtitles, further video streams and
 the audio of a frame-folder output are not kept; the command says so when the input has
 any. Frames larger than 1920x1088 pixels (or
 any frame, with --tile-size) are deblurred in overlapping tiles, each tile carrying its
-own hidden state from frame to frame, blended without seams (`ifirnn_jax.tiling`).
+own hidden state from frame to frame, blended without seams (`ifirnn_jax.evaluation.tiling`).
 
 Exit status: 0 done, 2 bad input (message `error: ...` on stderr), 130 interrupted
 (Ctrl-C), 143 terminated (SIGTERM); either way no partial output is left behind.
@@ -34,14 +34,17 @@ from typing import Any
 
 import numpy as np
 
-from data_pipeline import console, outputs, termination
-from data_pipeline.files import Progress
+from data_pipeline.commandline import console, termination
+from data_pipeline.safe_io import outputs
+from data_pipeline.safe_io.files import Progress
 from data_pipeline.errors import DataError
 from data_pipeline.video import DEFAULT_FPS, FrameSink, is_video_path, open_frames
-from ifirnn_jax import captions, cli, loading, metrics, runtime, tiling
-from ifirnn_jax.checkpoint import CheckpointError
-from ifirnn_jax.models import IFIRNN, check_count
-from ifirnn_jax.weights import WeightsError
+from ifirnn_jax import cli, runtime
+from ifirnn_jax.evaluation import captions, metrics, tiling
+from ifirnn_jax.storage import loading
+from ifirnn_jax.storage.checkpoint import CheckpointError
+from ifirnn_jax.model.network import IFIRNN, check_count
+from ifirnn_jax.storage.weights import WeightsError
 
 # Frames with more pixels than this are tiled unless told otherwise (1080p fits).
 MAX_UNTILED_PIXELS = 1920 * 1088

@@ -6,7 +6,7 @@
 
 Every test sequence runs through the recurrence frame by frame (constant memory); the
 scored frames skip the first `skip_first` (4) and the last `skip_last` (1) frames of
-each sequence. Metrics are those of `metrics.py` (8-bit quantised RGB PSNR, Gaussian
+each sequence. Metrics are those of `evaluation/metrics.py` (8-bit quantised RGB PSNR, Gaussian
 SSIM), averaged over all scored frames (and per sequence). Results: a table on the
 console (per sequence and overall); results.json (with the weights or workdir and step
 scored), results.csv (per sequence + overall) and frames.csv (per frame) in --out.
@@ -49,14 +49,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Sequence
 
-from data_pipeline import console, files, image_io, layouts, outputs, termination
+from data_pipeline import image_io, layouts
+from data_pipeline.commandline import console, termination
+from data_pipeline.safe_io import files, outputs
 from data_pipeline.errors import DataError
-from ifirnn_jax import (cli, default_config, loading, metrics, plots, reports,
-                        runtime, weights)
-from ifirnn_jax.checkpoint import CheckpointError
-from ifirnn_jax.evaluation import EvalError, FrameResult, Setting, frame_results, summarize
-from ifirnn_jax.models import IFIRNN, MAX_ITERATIONS, Params, check_count
-from ifirnn_jax.weights import WeightsError
+from ifirnn_jax import cli, runtime
+from ifirnn_jax.training import default_config
+from ifirnn_jax.storage import loading, weights
+from ifirnn_jax.evaluation import metrics, plots, reports
+from ifirnn_jax.storage.checkpoint import CheckpointError
+from ifirnn_jax.evaluation.protocol import EvalError, FrameResult, Setting, frame_results, summarize
+from ifirnn_jax.model.network import IFIRNN, MAX_ITERATIONS, Params, check_count
+from ifirnn_jax.storage.weights import WeightsError
 
 
 # ------------------------------------------------------------------ command line

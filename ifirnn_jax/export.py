@@ -15,9 +15,11 @@ from typing import Sequence
 
 from safetensors import SafetensorError
 
-from data_pipeline import console, outputs, termination
+from data_pipeline.commandline import console, termination
+from data_pipeline.safe_io import outputs
 from data_pipeline.errors import DataError
-from ifirnn_jax import checkpoint, runtime, weights
+from ifirnn_jax import runtime
+from ifirnn_jax.storage import checkpoint, weights
 
 
 def _safetensors_error(out: Path, error: Exception) -> DataError:

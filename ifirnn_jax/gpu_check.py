@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from data_pipeline import files, termination
+from data_pipeline.safe_io import files
+from data_pipeline.commandline import termination
 from ifirnn_jax.benchmark.settings import SPEC_WIDTHS
-from ifirnn_jax.models import COMPUTE_DTYPES
+from ifirnn_jax.model.network import COMPUTE_DTYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 # Share of the whole budget each stage may use (the rest is start-up and slack).

@@ -9,7 +9,7 @@
 seconds-long smoke test. Change any field with --config.FIELD=VALUE, nested fields
 with dots: --config.num_train_steps=1000, --config.model.name=C1H2,
 --config.data.root=/data/GOPRO. The fields and their defaults:
-ifirnn_jax/default_config.py (base_config).
+ifirnn_jax/training/default_config.py (base_config).
 
 The run writes config.json, checkpoints/, best/ (best validation PSNR), TensorBoard
 events and the final evaluation (eval/) into --workdir (default: workdirs/<config file
@@ -20,10 +20,10 @@ Exit status: 0 done, 2 bad input or a run that cannot go on (one line `error: ..
 stderr), 130 Ctrl-C, 143 SIGTERM (once the checkpoint being saved is complete).
 """
 
-# For developers: the optimizer and the jitted step are in train_step.py (the step that
+# For developers: the optimizer and the jitted step are in training/train_step.py (the step that
 # `python -m ifirnn_jax.benchmark --mode train` times too); this module reads top to
 # bottom as the run (after flax examples/imagenet and big_vision): `train_and_evaluate`
-# in banner-separated sections: data, the workdir (its lock and config, workdir.py),
+# in banner-separated sections: data, the workdir (its lock and config, storage/workdir.py),
 # logging, mesh, model and optimizer, checkpoints (exact resume), loop, final evaluation.
 #
 # Data parallel: one `jax.jit` step over a device Mesh with the batch sharded on the
@@ -53,13 +53,17 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
-from data_pipeline import clip_sampler, files, layouts, loaders, termination
-from ifirnn_jax import checkpoint as ckpt
-from ifirnn_jax import (default_config, device_input, evaluation, loading, reports, runtime,
-                        weights, writers)
-from ifirnn_jax import workdir as run_dir
+from data_pipeline import clip_sampler, layouts, loaders
+from data_pipeline.safe_io import files
+from data_pipeline.commandline import termination
+from ifirnn_jax.storage import checkpoint as ckpt
+from ifirnn_jax import runtime
+from ifirnn_jax.training import default_config, device_input, writers
+from ifirnn_jax.evaluation import protocol, reports
+from ifirnn_jax.storage import loading, weights
+from ifirnn_jax.storage import workdir as run_dir
 from ifirnn_jax.runtime import cpu_devices
-from ifirnn_jax.models import IFIRNN, Params
+from ifirnn_jax.model.network import IFIRNN, Params
 
 
 class TrainingError(Exception):
@@ -70,7 +74,7 @@ class TrainingError(Exception):
 Interrupted = termination.Stopped
 
 
-from ifirnn_jax.train_step import (  # noqa: F401  (train.X is the API the benchmark uses)
+from ifirnn_jax.training.train_step import (  # noqa: F401  (train.X is the API the benchmark uses)
     JittedStep, TrainState, create_learning_rate_fn, create_model, create_optimizer, data_mesh,
     init_train_state, initial_params, make_train_step, train_step)
 
@@ -137,7 +141,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        allow_config_change: bool = False) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming from its last checkpoint) and evaluates.
 
-  The run holds `workdir`'s lock (workdir.py) until it returns. A resume whose config
+  The run holds `workdir`'s lock (storage/workdir.py) until it returns. A resume whose config
   changes what is trained is refused unless `allow_config_change`.
   Returns the final evaluation summary (or {} when config.final_eval is off).
   """
@@ -342,12 +346,12 @@ def _train_in(config: ml_collections.ConfigDict, workdir_path: Path, num_steps: 
 
       if evaluates:
         try:
-          summary = evaluation.evaluate_sequences(
+          summary = protocol.evaluate_sequences(
               model, _host_params(state.params), eval_sequences,
               skip_first=config.eval.skip_first, skip_last=config.eval.skip_last,
               max_sequences=config.eval.max_sequences, max_frames=config.eval.max_frames,
               keep_example=True)
-        except evaluation.EvalError as e:  # an unstable moment of training: go on
+        except protocol.EvalError as e:  # an unstable moment of training: go on
           logging.warning("validation at step %d skipped: %s", step, e)
         else:
           writer.write_scalars(step, {"val_psnr": summary.psnr, "val_ssim": summary.ssim,
@@ -390,13 +394,13 @@ def _final_evaluation(config: ml_collections.ConfigDict, workdir_path: Path, mod
                       params: Params, eval_sequences: list) -> dict[str, Any]:
   """The full evaluation at the end of training: the table, eval/ and before_after.png."""
   is_main = jax.process_index() == 0
-  settings = [evaluation.Setting(model.iterations)]
+  settings = [protocol.Setting(model.iterations)]
   skips = dict(skip_first=config.eval.skip_first, skip_last=config.eval.skip_last)
-  results = evaluation.frame_results(model, _host_params(params), eval_sequences,
+  results = protocol.frame_results(model, _host_params(params), eval_sequences,
                                      settings, **skips)
   if is_main:
     results = reports.with_progress(results, sum(s.num_frames for s in eval_sequences), 1)
-  summary = evaluation.summarize(results, settings, keep_example=True, **skips)[0]
+  summary = protocol.summarize(results, settings, keep_example=True, **skips)[0]
   if is_main:
     for line in reports.unscored_warnings(summary, **skips):
       logging.warning("%s", line)
@@ -433,7 +437,7 @@ def main(argv: list[str]) -> int:
   return termination.run_command(
       work,
       (default_config.ConfigError, DataError, TrainingError, ckpt.CheckpointError,
-       evaluation.EvalError, run_dir.WorkdirError, writers.WriteError,
+       protocol.EvalError, run_dir.WorkdirError, writers.WriteError,
        OSError),  # OSError: e.g. a read-only data root or workdir
       "training had not started")
 

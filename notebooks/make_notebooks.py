@@ -379,7 +379,7 @@ QUICKSTART = [
     ''')),
     ("code", _src('''
         import ifirnn_jax as ifr
-        from ifirnn_jax import metrics
+        from ifirnn_jax.evaluation import metrics
 
         weights_file = OUT_DIR / "demo.safetensors"
         run_module("ifirnn_jax.export", "--workdir", WORKDIR, "--out", weights_file,
@@ -516,7 +516,7 @@ REPRODUCE = [
         ("Expected (paper, ...): PSNR / SSIM").
     ''')),
     ("code", _src('''
-        from ifirnn_jax import default_config
+        from ifirnn_jax.training import default_config
 
         docstring = ast.get_docstring(ast.parse((REPO / CONFIG).read_text()))
         expected = re.search(r"Expected \\(paper[^)]*\\):\\s*(\\d+\\.\\d+)\\s*/\\s*(\\d+\\.\\d+)",

@@ -21,7 +21,7 @@ from safetensors.numpy import load_file, save_file
 import ifirnn_jax as ifr
 from data_pipeline import image_io
 from data_pipeline.video import FrameSink
-from ifirnn_jax import checkpoint
+from ifirnn_jax.storage import checkpoint
 from tiny_models import tiny_params
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import pytest
 
 from ifirnn_jax.benchmark import cli, flops, probes
 from ifirnn_jax.benchmark.report import inference_table
-from ifirnn_jax.models import IFIRNN
+from ifirnn_jax.model.network import IFIRNN
 
 import data_trees
 

@@ -13,7 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from ifirnn_jax import default_config, platforms, train
+from ifirnn_jax import train
+from ifirnn_jax.training import default_config
+from ifirnn_jax.model import platforms
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
 TABLE1 = {f"C{c}H{n}" for c in (1, 2) for n in range(1, 5)} | {"C1H4-reg", "C2H3-reg",

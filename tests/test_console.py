@@ -62,7 +62,7 @@ def test_loading_a_checkpoint_logs_no_read_only_warning(tmp_path, caplog):
   import jax.numpy as jnp
 
   import ifirnn_jax as ifr
-  from ifirnn_jax import checkpoint
+  from ifirnn_jax.storage import checkpoint
   from tests.tiny_models import tiny_params
   model = ifr.IFIRNN(cells=1, iterations=1, n1=4, n2=4, n3=4, nh=4, num_resblocks=1)
   run = checkpoint.RunCheckpoints(tmp_path / "run", keep=1)
@@ -81,7 +81,7 @@ def test_before_after_is_large_and_labelled(tmp_path):
   import imageio.v3 as iio
   import numpy as np
 
-  from ifirnn_jax import captions, reports
+  from ifirnn_jax.evaluation import captions, reports
   rng = np.random.default_rng(0)
   sharp = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
   example = dict(sharp=sharp, output=np.clip(sharp.astype(int) + 3, 0, 255).astype(np.uint8),

@@ -9,7 +9,7 @@ from safetensors.numpy import save_file
 import ifirnn_jax as ifr
 import real_clip
 from data_pipeline.video import FrameSink, open_frames
-from ifirnn_jax import metrics
+from ifirnn_jax.evaluation import metrics
 from ifirnn_jax.deblur import main
 from tiny_models import tiny_params
 
@@ -160,7 +160,7 @@ def test_usage_errors_exit_2(setup, capsys):
 
 
 def test_workdir_checkpoint_gives_same_output_as_weights(setup, capsys):
-  from ifirnn_jax.checkpoint import RunCheckpoints
+  from ifirnn_jax.storage.checkpoint import RunCheckpoints
   workdir = setup["root"] / "run"
   checkpoints = RunCheckpoints(workdir, keep=2)
   checkpoints.save(7, setup["params"], {"step": jnp.asarray(7)}, setup["model"])

@@ -22,9 +22,9 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 import ifirnn_jax as ifr
 import real_clip
 from data_pipeline import synthesize
-from ifirnn_jax import metrics
+from ifirnn_jax.evaluation import metrics
 from ifirnn_jax.evaluate import main
-from ifirnn_jax.models import pad_to_multiple_of_4
+from ifirnn_jax.model.network import pad_to_multiple_of_4
 
 WINDOW = 3     # source frames averaged into one blurry frame
 HEIGHT = 96    # rows of the frames the model sees (block means of the real clip)

@@ -1,11 +1,11 @@
-"""ifirnn_jax.evaluation: the protocol loop and its aggregation, against hand checks."""
+"""ifirnn_jax.evaluation.protocol: the protocol loop and its aggregation, against hand checks."""
 
 import numpy as np
 import pytest
 
 import ifirnn_jax as ifr
 from data_pipeline import image_io, layouts
-from ifirnn_jax import evaluation, metrics
+from ifirnn_jax.evaluation import protocol, metrics
 from tiny_models import tiny_params
 
 TINY = dict(cells=1, iterations=2, n1=4, n2=4, n3=4, nh=4, num_resblocks=1, gated=True)
@@ -29,8 +29,8 @@ def data(tmp_path_factory):
 def test_frame_results_score_the_protocols_frames_and_print_nothing(data, capsys):
   model = ifr.IFIRNN(**TINY)
   params = tiny_params(model)
-  settings = [evaluation.Setting(1), evaluation.Setting(2, adaptive=True)]
-  results = list(evaluation.frame_results(model, params, data, settings, skip_first=2,
+  settings = [protocol.Setting(1), protocol.Setting(2, adaptive=True)]
+  results = list(protocol.frame_results(model, params, data, settings, skip_first=2,
                                           skip_last=1))
   assert capsys.readouterr() == ("", "")
   assert len(results) == 2 * (6 + 5)
@@ -45,7 +45,7 @@ def test_frame_results_score_the_protocols_frames_and_print_nothing(data, capsys
   assert [(r.sequence, r.index) for r in results if r.middle and r.setting == 0] == [
       ("a", 3), ("b", 3)]
 
-  summaries = evaluation.summarize(results, settings, skip_first=2, skip_last=1,
+  summaries = protocol.summarize(results, settings, skip_first=2, skip_last=1,
                                    keep_example=True)
   fixed = summaries[0]
   psnrs = [r.psnr for r in results if r.scored and r.setting == 0]
@@ -53,7 +53,7 @@ def test_frame_results_score_the_protocols_frames_and_print_nothing(data, capsys
   assert [row["frames"] for row in fixed.sequences] == [3, 2]
   assert fixed.sequences[1]["psnr"] == pytest.approx(np.mean(psnrs[3:]))
   assert fixed.example["output"].dtype == np.uint8 and fixed.unscored == []
-  again = evaluation.evaluate_settings(model, params, data, settings, skip_first=2,
+  again = protocol.evaluate_settings(model, params, data, settings, skip_first=2,
                                        skip_last=1)
   assert [s.psnr for s in again] == pytest.approx([s.psnr for s in summaries])
 
@@ -61,8 +61,8 @@ def test_frame_results_score_the_protocols_frames_and_print_nothing(data, capsys
 def test_bad_settings_are_refused_before_any_frame(data):
   model = ifr.IFIRNN(**dict(TINY, gated=False))
   params = tiny_params(model)
-  with pytest.raises(evaluation.EvalError, match="needs a gated"):
-    next(evaluation.frame_results(model, params, data, [evaluation.Setting(2, True)]))
-  with pytest.raises(evaluation.EvalError, match="must be >= 0"):
-    next(evaluation.frame_results(model, params, data, [evaluation.Setting(2)],
+  with pytest.raises(protocol.EvalError, match="needs a gated"):
+    next(protocol.frame_results(model, params, data, [protocol.Setting(2, True)]))
+  with pytest.raises(protocol.EvalError, match="must be >= 0"):
+    next(protocol.frame_results(model, params, data, [protocol.Setting(2)],
                                   skip_first=-1))

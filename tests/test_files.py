@@ -1,4 +1,4 @@
-"""data_pipeline.files: atomic writes, natural order, progress lines."""
+"""data_pipeline.safe_io.files: atomic writes, natural order, progress lines."""
 
 import io
 import json
@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from data_pipeline import files
+from data_pipeline.safe_io import files
 
 
 def test_atomic_write_gives_the_mode_of_a_plain_open(tmp_path):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import ifirnn_jax as ifr
-from data_pipeline import console, default_data, pipeline_benchmark, synthesize
+from data_pipeline import default_data, pipeline_benchmark, synthesize
+from data_pipeline.commandline import console
 from ifirnn_jax import deblur, evaluate, export, gpu_check
 from ifirnn_jax.benchmark import cli as benchmark_cli
 from tests.tiny_models import tiny_params

@@ -12,7 +12,7 @@ import data_trees
 from data_pipeline.errors import DataError
 from data_pipeline.input_pipeline import make_train_iterator, steps_per_epoch
 from data_pipeline.layouts import Sequence, find_sequences
-from ifirnn_jax import input_noise
+from ifirnn_jax.training import input_noise
 
 SEQUENCES = 3
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ifirnn_jax as ifr
-from ifirnn_jax import layers, platforms
+from ifirnn_jax.model import layers, platforms
 
 torch = pytest.importorskip("torch", reason="torch comes with the [test] extra")
 import torch.nn.functional as F  # noqa: E402
@@ -187,7 +187,7 @@ def test_thin_5x5_conv_equals_torch(height, width, c_in, c_out):
 
 def test_model_with_winograd_equals_the_torch_reference(tmp_path):
   """Same parameter tree as the XLA model; frames equal PyTorch's to float32 rounding."""
-  from ifirnn_jax import torch_reference
+  from ifirnn_jax.model import torch_reference
   widths = dict(n1=4, n2=6, n3=8, nh=4, num_resblocks=1)
   model = ifr.IFIRNN(cells=1, iterations=2, conv_impl="winograd", **widths)
   shapes = jax.eval_shape(model.init, jax.random.key(3))

@@ -6,7 +6,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import real_clip
-from ifirnn_jax import metrics
+from ifirnn_jax.evaluation import metrics
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ import pytest
 from safetensors.numpy import save_file
 
 import ifirnn_jax as ifr
-from ifirnn_jax import checkpoint, export
-from ifirnn_jax.models import MAX_ITERATIONS, MAX_WIDTH, RUNTIME_FIELDS
+from ifirnn_jax import export
+from ifirnn_jax.storage import checkpoint
+from ifirnn_jax.model.network import MAX_ITERATIONS, MAX_WIDTH, RUNTIME_FIELDS
 from tests.tiny_models import tiny_params
 
 BASE = ifr.IFIRNN(cells=1, iterations=2, n1=4, n2=6, n3=8, nh=4, num_resblocks=1,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import ifirnn_jax as ifr
-from ifirnn_jax import default_config
-from ifirnn_jax.models import Cell, GateTrace
+from ifirnn_jax.training import default_config
+from ifirnn_jax.model.network import Cell, GateTrace
 from tests.tiny_models import tiny_params
 
 TINY = dict(n1=4, n2=6, n3=8, nh=4, num_resblocks=1)

@@ -24,10 +24,12 @@ from safetensors import SafetensorError
 
 import data_trees
 import ifirnn_jax as ifr
-from data_pipeline import files, image_io, outputs, synthesize, video
+from data_pipeline import image_io, synthesize, video
+from data_pipeline.safe_io import files, outputs
 from data_pipeline.errors import DataError
 from data_pipeline.video import FrameSink, open_frames
-from ifirnn_jax import checkpoint, deblur, evaluate, export, weights
+from ifirnn_jax import deblur, evaluate, export
+from ifirnn_jax.storage import checkpoint, weights
 from ifirnn_jax.benchmark import cli as benchmark_cli
 from tiny_models import tiny_params
 
@@ -167,7 +169,7 @@ def test_rename_new_never_replaces(tmp_path, monkeypatch, atomic):
 # ----------------------------------------------------------------------------- partials
 _HOLDER = """
 import sys, tempfile, time
-from data_pipeline import files
+from data_pipeline.safe_io import files
 fd, path = tempfile.mkstemp(prefix=files.partial_prefix(sys.argv[1]), suffix=".mp4",
                             dir=sys.argv[2])
 print(path, flush=True)

@@ -17,7 +17,8 @@ import optax
 import pytest
 
 import ifirnn_jax as ifr
-from ifirnn_jax import layers, train
+from ifirnn_jax import train
+from ifirnn_jax.model import layers
 from tests.tiny_models import tiny_params
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,9 @@ import optax
 import pytest
 
 import ifirnn_jax as ifr
-from ifirnn_jax import default_config, train
-from ifirnn_jax.models import GateTrace
+from ifirnn_jax import train
+from ifirnn_jax.training import default_config
+from ifirnn_jax.model.network import GateTrace
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PAPER_CONFIGS = sorted(p for p in CONFIGS.glob("*.py") if p.stem != "demo")

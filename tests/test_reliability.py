@@ -15,10 +15,14 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import ifirnn_jax as ifr
-from data_pipeline import files, image_io, layouts, outputs, synthesize, termination
+from data_pipeline import image_io, layouts, synthesize
+from data_pipeline.safe_io import files, outputs
+from data_pipeline.commandline import termination
 from data_pipeline.errors import DataError
 from data_pipeline.video import FrameSink, open_frames
-from ifirnn_jax import checkpoint, deblur, evaluate, evaluation, reports
+from ifirnn_jax import deblur, evaluate
+from ifirnn_jax.storage import checkpoint
+from ifirnn_jax.evaluation import protocol, reports
 from tiny_models import tiny_params
 
 TINY = dict(cells=1, iterations=1, n1=4, n2=4, n3=4, nh=4, num_resblocks=1)
@@ -277,15 +281,15 @@ def test_evaluate_warns_of_an_unscored_sequence(tmp_path, tiny, capsys):
       for i, frame in enumerate(_frames(length, seed=len(name))):
         image_io.write_image(root / "test" / name / folder / f"{i:06d}.png", frame)
   sequences = layouts.find_sequences(root, "gopro", "test", blur_dir="blur")
-  summary = evaluation.evaluate_sequences(tiny["model"], tiny["params"], sequences,
+  summary = protocol.evaluate_sequences(tiny["model"], tiny["params"], sequences,
                                           skip_first=2, skip_last=1)
   assert [r["sequence"] for r in summary.sequences] == ["long"]
   assert summary.unscored == [("short", 3)]
   warnings = reports.unscored_warnings(summary, skip_first=2, skip_last=1)
   assert len(warnings) == 1 and warnings[0].startswith("warning: sequence short not scored")
   assert "3 frames" in warnings[0]
-  with pytest.raises(evaluation.EvalError, match="no frame was scored"):
-    evaluation.evaluate_sequences(tiny["model"], tiny["params"], sequences[1:],
+  with pytest.raises(protocol.EvalError, match="no frame was scored"):
+    protocol.evaluate_sequences(tiny["model"], tiny["params"], sequences[1:],
                                   skip_first=2, skip_last=1)
   # The command prints the warning and scores the rest.
   status = evaluate.main(["--weights", str(tiny["weights"]), "--data", str(root),

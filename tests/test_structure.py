@@ -72,12 +72,27 @@ def test_no_python_file_is_over_600_lines():
 
 
 # The model and what it computes: a pure description that knows nothing of the machine.
-CORE = ("ifirnn_jax.models", "ifirnn_jax.layers", "ifirnn_jax.platforms", "ifirnn_jax.losses",
-        "ifirnn_jax.metrics", "ifirnn_jax.weights")
+CORE = ("ifirnn_jax.model.network", "ifirnn_jax.model.layers", "ifirnn_jax.model.platforms",
+        "ifirnn_jax.model.losses", "ifirnn_jax.evaluation.metrics", "ifirnn_jax.storage.weights")
 RUNTIME = "ifirnn_jax.runtime"
 COMMANDS = ("ifirnn_jax.train", "ifirnn_jax.evaluate", "ifirnn_jax.deblur",
             "ifirnn_jax.export", "ifirnn_jax.benchmark", "ifirnn_jax.gpu_check",
             "ifirnn_jax.cli")
+
+# The layers of `ifirnn_jax` (docs/architecture.md) and the other layers each may import
+# directly (its own modules and `data_pipeline` always). Above them all: the commands,
+# the package's public API (`ifirnn_jax/__init__.py`) and the README's name of the
+# PyTorch reference (`ifirnn_jax.torch_reference`).
+LAYERS = {
+    "ifirnn_jax.runtime": (),
+    "ifirnn_jax.model": (),
+    "ifirnn_jax.storage": ("ifirnn_jax.model",),
+    "ifirnn_jax.evaluation": ("ifirnn_jax.model",),
+    "ifirnn_jax.training": ("ifirnn_jax.model", "ifirnn_jax.runtime"),
+}
+TOP = COMMANDS + ("ifirnn_jax", "ifirnn_jax.torch_reference")
+# Generic utilities of both packages: they know nothing of data or models.
+UTILITIES = ("data_pipeline.safe_io", "data_pipeline.commandline")
 
 
 def _within(name, packages):
@@ -94,6 +109,41 @@ def test_the_core_imports_neither_the_runtime_layer_nor_the_commands():
         todo.append(name)
     wrong = sorted(n for n in reached if _within(n, (RUNTIME,) + COMMANDS))
     assert not wrong, f"{core} imports {wrong}"
+
+
+def test_every_module_of_the_model_package_has_its_place_in_a_layer():
+  placed = {name: _within(name, tuple(LAYERS) + COMMANDS) or name in TOP
+            for name in _modules() if _within(name, ("ifirnn_jax",))}
+  assert all(placed.values()), sorted(name for name, ok in placed.items() if not ok)
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+  wrong = {}
+  for name, imports in _graph().items():
+    layer = next((l for l in LAYERS if _within(name, (l,))), None)
+    if layer is None:
+      continue
+    allowed = (layer,) + LAYERS[layer]
+    bad = sorted(i for i in imports if _within(i, ("ifirnn_jax",)) and not _within(i, allowed))
+    if bad:
+      wrong[name] = bad
+  assert not wrong, wrong
+  # Of the data side, the model takes only the pixel levels, and the runtime layer nothing.
+  data = {name: sorted(i for i in imports if _within(i, ("data_pipeline",))
+                       and i not in ("data_pipeline", "data_pipeline.pixels"))
+          for name, imports in _graph().items() if _within(name, ("ifirnn_jax.model", RUNTIME))}
+  assert not any(data.values()), data
+  assert "data_pipeline.pixels" not in set().union(
+      *(i for n, i in _graph().items() if _within(n, (RUNTIME,))))
+
+
+def test_the_generic_utilities_import_nothing_of_data_or_models():
+  graph = _graph()
+  wrong = {name: sorted(i for i in imports
+                        if not _within(i, UTILITIES) and i not in ("data_pipeline",
+                                                                   "data_pipeline.errors"))
+           for name, imports in graph.items() if _within(name, UTILITIES)}
+  assert not any(wrong.values()), wrong
 
 
 def test_backend_queries_exec_and_mallopt_live_only_in_the_runtime_layer():
@@ -163,7 +213,7 @@ def test_only_termination_decides_a_failed_commands_exit_status():
   `error:` line, exits with a non-zero constant, or has a `main` return one."""
   found = []
   for name, path in _modules().items():
-    if name == "data_pipeline.termination":
+    if name == "data_pipeline.commandline.termination":
       continue
     for node in ast.walk(ast.parse(path.read_text())):
       if not isinstance(node, (ast.Call, ast.FunctionDef)):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import ifirnn_jax as ifr
-from ifirnn_jax import tiling
+from ifirnn_jax.evaluation import tiling
 from ifirnn_jax.deblur import deblur_frames
 from tiny_models import tiny_params
 

@@ -1,5 +1,5 @@
 """The JAX model against a PyTorch module written independently from the spec
-(`ifirnn_jax/torch_reference.py`), weights exchanged through safetensors files in both
+(`ifirnn_jax/model/torch_reference.py`), weights exchanged through safetensors files in both
 directions. Spec widths, an odd frame size, C1/C2 at several N."""
 
 import re
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="torch comes with the [test] extra")
-from ifirnn_jax import torch_reference as tr  # noqa: E402
+from ifirnn_jax.model import torch_reference as tr
 import ifirnn_jax as ifr  # noqa: E402
 
 
@@ -113,7 +113,7 @@ def _spec_torch_layers(cells, n1, n2, n3, nh, num_resblocks, gate_hidden):
 def _jax_layer(name, layer, params):
   """The JAX layer for torch `layer` and its parameters in `params` (by the spec's name)."""
   import flax.linen
-  from ifirnn_jax import layers
+  from ifirnn_jax.model import layers
   node = params
   for part in re.sub(r"(cells|F_B|F_R|F_h|F_L)\.(\d+)", r"\1_\2", name).split("."):
     node = node[part]

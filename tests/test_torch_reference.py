@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ifirnn_jax import torch_reference as tr
+from ifirnn_jax.model import torch_reference as tr
 
 TINY = dict(n1=4, n2=6, n3=8, nh=4, num_resblocks=1)
 

@@ -150,7 +150,7 @@ def test_a_refused_workdir_stops_every_process_of_a_run(dataset, tmp_path):
   (process 1 learns the verdict instead of waiting in a barrier), nothing written."""
   workdir = tmp_path / "held"
   holder = subprocess.Popen(
-      [sys.executable, "-c", "import sys; from ifirnn_jax import workdir; "
+      [sys.executable, "-c", "import sys; from ifirnn_jax.storage import workdir; "
        f"workdir.claim({str(workdir)!r}); print('held', flush=True); sys.stdin.read()"],
       cwd=ROOT, env=_env(1), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
   try:

@@ -14,7 +14,8 @@ import pytest
 from jax._src import array as jax_array
 
 import data_trees
-from ifirnn_jax import device_input, input_noise, train
+from ifirnn_jax import train
+from ifirnn_jax.training import device_input, input_noise
 
 ROOT = Path(__file__).resolve().parents[1]
 

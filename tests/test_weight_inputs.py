@@ -11,7 +11,8 @@ from safetensors.numpy import load_file, save_file
 
 import ifirnn_jax as ifr
 from data_pipeline import image_io, layouts
-from ifirnn_jax import deblur, evaluate, evaluation, reports
+from ifirnn_jax import deblur, evaluate
+from ifirnn_jax.evaluation import protocol, reports
 from tests.tiny_models import tiny_params
 
 C1H1 = ifr.IFIRNN(cells=1, iterations=1, n1=4, n2=4, n3=4, nh=4, num_resblocks=1)
@@ -169,7 +170,7 @@ def test_numpy_integers_are_accepted_where_ints_are(files):
       C1H1.deblur(PARAMS, video, iterations=bad)
   # The evaluation API, down to a results.json, and a count of one printed as one.
   sequences = layouts.find_sequences(files["root"] / "data", "gopro", "test", blur_dir="blur")
-  summary = evaluation.evaluate_sequences(C1H1, PARAMS, sequences, iterations=np.int64(2),
+  summary = protocol.evaluate_sequences(C1H1, PARAMS, sequences, iterations=np.int64(2),
                                           skip_first=1, skip_last=1)
   assert json.loads(json.dumps(summary.as_dict()))["iterations"] == 2
   table = reports.format_table(summary, "C1H1")

@@ -13,10 +13,13 @@ import jax.numpy as jnp
 import pytest
 
 import ifirnn_jax as ifr
-from data_pipeline import clip_sampler, termination
+from data_pipeline import clip_sampler
+from data_pipeline.commandline import termination
 from data_pipeline.errors import DataError
-from data_pipeline.files import write_json_atomic
-from ifirnn_jax import checkpoint, default_config, train, workdir, writers
+from data_pipeline.safe_io.files import write_json_atomic
+from ifirnn_jax import train
+from ifirnn_jax.storage import checkpoint, workdir
+from ifirnn_jax.training import default_config, writers
 import data_trees
 from tiny_models import tiny_params
 
@@ -45,7 +48,7 @@ def _config(root, **changes):
 def _hold_lock(path):
   """A real process that takes the workdir's lock and waits: (process, its PID)."""
   child = subprocess.Popen(
-      [sys.executable, "-c", "import sys; from ifirnn_jax import workdir; "
+      [sys.executable, "-c", "import sys; from ifirnn_jax.storage import workdir; "
        f"workdir.claim({str(path)!r}); print('held', flush=True); sys.stdin.read()"],
       cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
   assert child.stdout.readline().strip() == "held"

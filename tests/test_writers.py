@@ -8,7 +8,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from ifirnn_jax import writers
+from ifirnn_jax.training import writers
 
 
 def _images_in_events(logdir) -> dict[str, np.ndarray]:

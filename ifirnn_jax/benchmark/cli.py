@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from data_pipeline import console, files, outputs, termination
+from data_pipeline.commandline import console, termination
+from data_pipeline.safe_io import files, outputs
 from data_pipeline.errors import DataError
 from ifirnn_jax import runtime
 from ifirnn_jax.benchmark.commands import commands_table, run_commands
@@ -25,7 +26,7 @@ from ifirnn_jax.benchmark.settings import (MODE_DEFAULTS, SMALL_TRAIN_WIDTHS, SP
                                            make_model, parse_widths, select_device,
                                            torch_available, unroll_label)
 from ifirnn_jax.benchmark.train_run import run_train
-from ifirnn_jax.layers import CONV_IMPLS
+from ifirnn_jax.model.layers import CONV_IMPLS
 from ifirnn_jax.runtime import cpu_devices
 
 
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--remat", action="store_true",
                  help="train: recompute each frame in the backward pass (IFIRNN.remat)")
   p.add_argument("--conv-impl", choices=CONV_IMPLS, default="auto",
-                 help="our 3x3 convolution algorithm (IFIRNN.conv_impl, see layers.py)")
+                 help="our 3x3 convolution algorithm (IFIRNN.conv_impl, see model/layers.py)")
   p.add_argument("--device", choices=("cpu", "gpu"), default=None,
                  help="JAX device (default: JAX's default backend)")
   p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=None,

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from data_pipeline import files
+from data_pipeline.safe_io import files
 from ifirnn_jax.benchmark.settings import BenchmarkError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,7 +134,7 @@ def bare_train_steps_per_s(config_arg: str, repeats: int,
                                   .astype(np.float32), step.data_sharding),
            "sharp": jax.device_put(sharp, step.data_sharding)}
   try:  # the per-clip noise keys and sigmas the loaders give with the frames
-    from ifirnn_jax import input_noise
+    from ifirnn_jax.training import input_noise
   except ImportError:  # a version that adds the noise on the host
     input_noise = None
   if input_noise is not None and config.noise_std_sigma > 0:
@@ -170,7 +170,8 @@ def deblur_pair(models: str, widths: str, height: int, width: int,
   """frames/s of `deblur.run` on a synthetic video and of the bare streaming step."""
   import jax
   from data_pipeline.video import FrameSink
-  from ifirnn_jax import deblur, runtime, weights
+  from ifirnn_jax import deblur, runtime
+  from ifirnn_jax.storage import weights
   from ifirnn_jax.benchmark.memory import synthetic_frames
   from ifirnn_jax.benchmark.settings import model_at_widths, parse_widths
   runtime.setup(stream_frames=True)  # as deblur's main

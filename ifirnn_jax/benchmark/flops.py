@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ifirnn_jax.models import IFIRNN
+from ifirnn_jax.model.network import IFIRNN
 
 
 def _taps(size_in: int, kernel: int, stride: int, padding: int, transposed: bool,

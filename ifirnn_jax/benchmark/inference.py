@@ -11,12 +11,12 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from data_pipeline import files
+from data_pipeline.safe_io import files
 from ifirnn_jax.benchmark.flops import spec_gflops
 from ifirnn_jax.benchmark.probes import (interleave, matmul_gflops, peak_memory, summarize,
                                          time_calls, xla_flops, xla_memory)
 from ifirnn_jax.benchmark.settings import BenchmarkSettings, make_model, torch_architecture, torch_device
-from ifirnn_jax.models import IFIRNN
+from ifirnn_jax.model.network import IFIRNN
 
 
 class JaxStream:
@@ -57,7 +57,7 @@ class TorchStream:
   def __init__(self, model: IFIRNN, weights_path: Path, frames: np.ndarray, device: str,
                threads: int):
     import torch
-    from ifirnn_jax import torch_reference
+    from ifirnn_jax.model import torch_reference
     torch.set_num_threads(threads)
     self.torch, self.device = torch, device
     net = torch_reference.TorchIFIRNN(**torch_architecture(model))
@@ -93,7 +93,7 @@ def benchmark_inference_model(name: str, settings: BenchmarkSettings, device: ja
   frames = rng.uniform(size=(2, 1, h, w, 3)).astype(np.float32)
   runners: list[Any] = [JaxStream(model, params, frames, device)]
   if settings.torch:
-    from ifirnn_jax import weights
+    from ifirnn_jax.storage import weights
     weights_path = weights.save_weights(params, work_dir / f"{name}.safetensors", model=model)
     runners.append(TorchStream(model, weights_path, frames, torch_device(device.platform),
                                settings.torch_threads))

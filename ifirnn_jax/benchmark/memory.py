@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from data_pipeline import files
+from data_pipeline.safe_io import files
 from ifirnn_jax.benchmark.settings import BenchmarkError, model_at_widths, parse_widths
 
 
@@ -60,7 +60,7 @@ def deblur_peak_rss(args: list[str], log: Path) -> tuple[int, float, float]:
 def run_memory(args: argparse.Namespace) -> dict[str, Any]:
   """Peak RSS of deblurring MEMORY_LENGTHS-frame videos (video in, H.264 video out)."""
   from data_pipeline.video import FrameSink  # pylint: disable=g-import-not-at-top
-  from ifirnn_jax import weights  # pylint: disable=g-import-not-at-top
+  from ifirnn_jax.storage import weights
   try:
     lengths = tuple(int(x) for x in args.lengths.split(","))
   except ValueError:

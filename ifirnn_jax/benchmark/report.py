@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from data_pipeline.console import plural
+from data_pipeline.commandline.console import plural
 from ifirnn_jax.runtime import huge_pages
 
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import jax
 
-from ifirnn_jax import default_config, models
-from ifirnn_jax.models import IFIRNN
+from ifirnn_jax.training import default_config
+from ifirnn_jax.model import network
+from ifirnn_jax.model.network import IFIRNN
 
 TABLE1_MODELS = ("C1H1", "C1H2", "C1H3", "C1H4", "C2H1", "C2H2", "C2H3", "C2H4")
 WIDTH_FIELDS = ("n1", "n2", "n3", "nh", "num_resblocks")  # the order of --widths
-SPEC_WIDTHS = tuple(models.SPEC_WIDTHS[k] for k in WIDTH_FIELDS)
+SPEC_WIDTHS = tuple(network.SPEC_WIDTHS[k] for k in WIDTH_FIELDS)
 SMALL_TRAIN_WIDTHS = (16, 32, 48, 16, 4)  # docs/benchmarks.md's small model
 
 # Per-mode defaults of the options left as None on the command line.

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from data_pipeline import files
+from data_pipeline.safe_io import files
 from ifirnn_jax.benchmark.flops import spec_gflops
 from ifirnn_jax.benchmark.probes import BLOCK, interleave, summarize
 from ifirnn_jax.benchmark.settings import BenchmarkError, BenchmarkSettings, make_model, unroll_label
@@ -20,7 +20,7 @@ from ifirnn_jax.benchmark.variants import ChildVariant, InProcessVariant, Proces
 
 def run_train(settings: BenchmarkSettings, device: jax.Device, report: dict[str, Any],
               save: Callable[[], None]) -> None:
-  from ifirnn_jax import weights
+  from ifirnn_jax.storage import weights
   name = settings.models[0]
   model = make_model(name, settings)
   b, t, h, w = settings.batch, settings.frames, settings.height, settings.width

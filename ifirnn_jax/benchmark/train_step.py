@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ifirnn_jax import default_config
+from ifirnn_jax.training import default_config
 from ifirnn_jax.benchmark.probes import peak_memory, xla_flops, xla_memory
 from ifirnn_jax.benchmark.settings import (BenchmarkError, BenchmarkSettings, make_model, select_device,
                                            torch_architecture, torch_device, unroll_label)
@@ -41,7 +41,8 @@ class JaxTrainStep:
   def __init__(self, job: dict[str, Any], settings: BenchmarkSettings, blur: np.ndarray,
                sharp: np.ndarray):
     import functools
-    from ifirnn_jax import train, weights
+    from ifirnn_jax import train
+    from ifirnn_jax.storage import weights
     device = select_device(settings.device)
     self.device = device
     if job.get("num_processes", 1) > 1:
@@ -107,7 +108,7 @@ class TorchTrainStep:
   def __init__(self, job: dict[str, Any], settings: BenchmarkSettings, blur: np.ndarray,
                sharp: np.ndarray):
     import torch
-    from ifirnn_jax import torch_reference
+    from ifirnn_jax.model import torch_reference
     torch.set_num_threads(settings.torch_threads)
     self.torch, self.device = torch, torch_device(settings.device)
     net = torch_reference.TorchIFIRNN(**torch_architecture(make_model(job["model"], settings)))
@@ -149,6 +150,6 @@ def open_train_variant(job: dict[str, Any]) -> Any:
 def import_framework(framework: str) -> None:
   if framework == "torch":
     import torch  # noqa: F401
-    from ifirnn_jax import torch_reference  # noqa: F401
+    from ifirnn_jax.model import torch_reference
   else:
     from ifirnn_jax import train  # noqa: F401

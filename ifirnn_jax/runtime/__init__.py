@@ -1,6 +1,6 @@
 """The machine's choices, made once per process at the edge (the model knows none of them).
 
-The model (models.py, layers.py) picks its CPU formulations per platform when it is
+The model (model/network.py, model/layers.py) picks its CPU formulations per platform when it is
 lowered; everything that belongs to the process instead lives here, set up in order by
 `setup`, which every command calls first and a notebook may call before any JAX
 operation:

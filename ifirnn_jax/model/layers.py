@@ -1,7 +1,7 @@
 """Convolution layers with PyTorch semantics, written so XLA differentiates them fast.
 
 Kernels are stored like Flax's (`[kh, kw, in, out]`), which maps one-to-one onto
-PyTorch's `Conv2d` / `ConvTranspose2d` weights (see `weights.py`). Two layers of the
+PyTorch's `Conv2d` / `ConvTranspose2d` weights (see `storage/weights.py`). Two layers of the
 spec are re-expressed as exact equivalents whose gradients are ordinary stride-1
 convolutions (docs/benchmarks.md: strided and transposed convolution gradients are slow
 paths on XLA:CPU):
@@ -29,7 +29,7 @@ buffers are fresh memory to page in (tests/test_layers.py checks it against
 LAYER_CONV_IMPLS: 'xla', 'winograd', or 'winograd_large' (Winograd for all but small
 convolutions, `winograd_applies`); IFIRNN turns its conv_impl 'auto' into one of these
 per platform when its computation is lowered (Winograd on CPU in float32, XLA's
-convolution elsewhere, e.g. cuDNN on GPU; models.py). The CPU formulations run under the
+convolution elsewhere, e.g. cuDNN on GPU; network.py). The CPU formulations run under the
 `jax.named_scope`s CPU_SCOPES, so a lowered program shows whether it holds them.
 Winograd costs compile time and memory for its tile buffers (docs/benchmarks.md).
 """

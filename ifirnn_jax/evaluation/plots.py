@@ -25,9 +25,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from data_pipeline import files
-from ifirnn_jax.evaluation import EvalError, EvalSummary
-from ifirnn_jax.reports import csv_text
+from data_pipeline.safe_io import files
+from ifirnn_jax.evaluation.protocol import EvalError, EvalSummary
+from ifirnn_jax.evaluation.reports import csv_text
 
 
 # ------------------------------------------------------------------ data

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_pipeline import pixels
-from ifirnn_jax import platforms
-from ifirnn_jax.layers import Conv, ConvTranspose, ResBlock, torch_fan_in, torch_init_bound
+from ifirnn_jax.model import platforms
+from ifirnn_jax.model.layers import Conv, ConvTranspose, ResBlock, torch_fan_in, torch_init_bound
 
 Array = jax.Array
 Params = dict[str, Any]

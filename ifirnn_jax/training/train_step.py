@@ -20,8 +20,9 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ifirnn_jax import default_config, input_noise, losses
-from ifirnn_jax.models import IFIRNN, Params
+from ifirnn_jax.training import default_config, input_noise
+from ifirnn_jax.model import losses
+from ifirnn_jax.model.network import IFIRNN, Params
 from ifirnn_jax.runtime import cpu_devices
 
 

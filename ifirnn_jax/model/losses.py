@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ifirnn_jax.models import GateTrace
+from ifirnn_jax.model.network import GateTrace
 
 Array = jax.Array
 

@@ -27,7 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from ifirnn_jax.models import IFIRNN, RUNTIME_FIELDS, Params
+from ifirnn_jax.model.network import IFIRNN, RUNTIME_FIELDS, Params
 
 
 class CheckpointError(Exception):

@@ -26,8 +26,8 @@ import jax
 import numpy as np
 
 from data_pipeline import eval_pipeline, layouts
-from ifirnn_jax import metrics
-from ifirnn_jax.models import IFIRNN, Params
+from ifirnn_jax.evaluation import metrics
+from ifirnn_jax.model.network import IFIRNN, Params
 
 
 class EvalError(ValueError):

@@ -22,8 +22,8 @@ from flax import traverse_util
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from data_pipeline import files
-from ifirnn_jax.models import IFIRNN, RUNTIME_FIELDS, Params
+from data_pipeline.safe_io import files
+from ifirnn_jax.model.network import IFIRNN, RUNTIME_FIELDS, Params
 
 FORMAT = "ifirnn-jax/1"
 _INDEXED = re.compile(r"^(cells|F_B|F_R|F_h|F_L)_(\d+)$")

@@ -16,11 +16,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from data_pipeline import files, image_io, outputs, pixels
-from data_pipeline.console import plural
-from data_pipeline.files import Progress
-from ifirnn_jax import captions, metrics
-from ifirnn_jax.evaluation import EvalSummary, FrameResult
+from data_pipeline import image_io, pixels
+from data_pipeline.safe_io import files, outputs
+from data_pipeline.commandline.console import plural
+from data_pipeline.safe_io.files import Progress
+from ifirnn_jax.evaluation import captions, metrics
+from ifirnn_jax.evaluation.protocol import EvalSummary, FrameResult
 
 
 def with_progress(results: Iterable[FrameResult], total_frames: int, settings_count: int,

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ifirnn_jax.layers import CONV_IMPLS, winograd_applies
+from ifirnn_jax.model.layers import CONV_IMPLS, winograd_applies
 
 
 def conv_impls(conv_impl: str, compute_dtype: Any) -> tuple[str, str]:

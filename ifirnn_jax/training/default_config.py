@@ -14,8 +14,8 @@ from pathlib import Path
 import ml_collections
 
 from data_pipeline.layouts import LAYOUTS
-from ifirnn_jax import losses
-from ifirnn_jax.models import IFIRNN, SPEC_WIDTHS
+from ifirnn_jax.model import losses
+from ifirnn_jax.model.network import IFIRNN, SPEC_WIDTHS
 
 MODEL_NAME = re.compile(r"^C([12])H([1-9]\d*)(-reg)?$")
 
@@ -42,7 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.scan_unroll = 0        # 0: auto (models.frame_scan_unroll); an int; True: full
   c.model.remat = False          # jax.checkpoint each frame step (bounds training memory)
   # 3x3 conv algorithm: 'auto' (Winograd for float32 on CPU where it
-  # pays, XLA's convolution elsewhere; ifirnn_jax/layers.py). Same parameters either way.
+  # pays, XLA's convolution elsewhere; ifirnn_jax/model/layers.py). Same parameters either way.
   c.model.conv_impl = "auto"
   # Start F_L's last conv at zero, so the untrained network is the identity (L_t = B_t);
   # not in the paper (whose init is unpublished): used by the short demo schedule.

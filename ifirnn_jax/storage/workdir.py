@@ -32,7 +32,7 @@ from typing import Any
 
 from absl import logging
 
-from data_pipeline import files
+from data_pipeline.safe_io import files
 
 LOCK_FILE = "workdir.lock"
 CONFIG_FILE = "config.json"

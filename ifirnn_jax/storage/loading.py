@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ifirnn_jax import checkpoint, weights
-from ifirnn_jax.models import IFIRNN, Params
+from ifirnn_jax.storage import checkpoint, weights
+from ifirnn_jax.model.network import IFIRNN, Params
 
 
 def load_network(weight_file: str | os.PathLike | None = None,
