@@ -259,8 +259,15 @@ def synthesize(frames_dir: str | os.PathLike[str], out: str | os.PathLike[str],
         count, done = count + 1, done + 1
         if meter:
           meter.update(done)
+      target = out / sequence.name
       try:
-        files.replace_folder(partial, out / sequence.name)
+        if overwrite or (target.is_dir() and not any(target.iterdir())):
+          files.replace_folder(partial, target)
+        else:  # never replaces a folder another run made meanwhile
+          files.rename_new(partial, target)
+      except FileExistsError:
+        raise DataError(f"{target}: appeared while this run was writing it (another run's "
+                        f"output?); kept it; pass --overwrite to replace it") from None
       except OSError as e:
         raise DataError(f"output folder {out / sequence.name}: cannot move the result "
                         f"into place ({e.strerror or e})") from None

@@ -174,3 +174,25 @@ def test_cli_process_exit_status(tmp_path):
   assert result.returncode == 2
   assert result.stderr.startswith("error: ") and "nowhere" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+def test_a_sequence_folder_made_meanwhile_by_another_run_is_kept(tmp_path, real_frames,
+                                                                 capsys, monkeypatch):
+  """Without --overwrite the result goes into place only where nothing is: a folder that
+  another run wrote while this one averaged is kept, not replaced."""
+  frames_dir = _write_frames(tmp_path / "clip", real_frames[:14])
+  out = tmp_path / "out"
+  real_blur_window = synthesize.blur_window
+
+  def other_run_writes_first(window):
+    (out / "clip").mkdir(parents=True, exist_ok=True)
+    (out / "clip" / "theirs.txt").write_text("another run's")
+    return real_blur_window(window)
+  monkeypatch.setattr(synthesize, "blur_window", other_run_writes_first)
+  assert synthesize.main(["--frames", str(frames_dir), "--average", "7", "--out", str(out)]) == 2
+  lines = capsys.readouterr().err.strip().splitlines()  # progress lines, then the error
+  errors = [line for line in lines if line.startswith("error: ")]
+  assert errors == lines[-1:], lines
+  assert "appeared while this run was writing" in errors[0] and "--overwrite" in errors[0]
+  assert [p.name for p in (out / "clip").iterdir()] == ["theirs.txt"]
+  assert [p.name for p in out.iterdir()] == ["clip"]  # no temporary folders left
