@@ -90,15 +90,15 @@ def _convolution_primitives(impl, x_shape, kernel_shape, padding=1):
   return {eqn.primitive.name for eqn in jaxpr.jaxpr.eqns}
 
 
-def test_winograd_large_uses_winograd_for_large_3x3_convolutions_only():
+def test_winograd_if_large_uses_winograd_for_large_3x3_convolutions_only():
   big, small = (1, 135, 240, 80), (1, 13, 11, 80)  # small: 4 x 3 = 12 4x4 tiles
-  assert "conv_general_dilated" not in _convolution_primitives("winograd_large", big,
+  assert "conv_general_dilated" not in _convolution_primitives("winograd_if_large", big,
                                                                (3, 3, 80, 80))
-  assert "conv_general_dilated" not in _convolution_primitives("winograd_large", (1, 16, 16, 80),
+  assert "conv_general_dilated" not in _convolution_primitives("winograd_if_large", (1, 16, 16, 80),
                                                                (3, 3, 80, 80))
-  assert "conv_general_dilated" in _convolution_primitives("winograd_large", small, (3, 3, 80, 80))
+  assert "conv_general_dilated" in _convolution_primitives("winograd_if_large", small, (3, 3, 80, 80))
   # Few channels: Winograd's matmuls would have K = 8; XLA's convolution is as fast.
-  assert "conv_general_dilated" in _convolution_primitives("winograd_large", (1, 270, 480, 8),
+  assert "conv_general_dilated" in _convolution_primitives("winograd_if_large", (1, 270, 480, 8),
                                                            (3, 3, 8, 80))
   assert "conv_general_dilated" in _convolution_primitives("xla", big, (3, 3, 80, 80))
   assert "conv_general_dilated" not in _convolution_primitives("winograd", small, (3, 3, 80, 80))
@@ -112,7 +112,7 @@ def test_winograd_large_uses_winograd_for_large_3x3_convolutions_only():
 
 
 @pytest.mark.parametrize("impl,dtype,expected", [
-    ("auto", "float32", ("winograd_large", "xla")),  # cuDNN and co. on accelerators
+    ("auto", "float32", ("winograd_if_large", "xla")),  # cuDNN and co. on accelerators
     ("auto", "bfloat16", ("xla", "xla")),
     ("xla", "float32", ("xla", "xla")),
     ("winograd", "float32", ("winograd", "winograd")),

@@ -26,7 +26,7 @@ convolutions XLA:CPU runs it faster than its own convolution, forward and backwa
 buffers are fresh memory to page in (tests/test_layers.py checks it against
 `lax.conv_general_dilated` and PyTorch). The error is a few times float32 rounding
 (relative ~1e-6 per convolution). `impl` picks the algorithm, one of
-LAYER_CONV_IMPLS: 'xla', 'winograd', or 'winograd_large' (Winograd for all but small
+LAYER_CONV_IMPLS: 'xla', 'winograd', or 'winograd_if_large' (Winograd for all but small
 convolutions, `winograd_applies`); IFIRNN turns its conv_impl 'auto' into one of these
 per platform when its computation is lowered (Winograd on CPU in float32, XLA's
 convolution elsewhere, e.g. cuDNN on GPU; network.py). The CPU formulations run under the
@@ -51,7 +51,7 @@ CONV_IMPLS = ("auto", "xla", "winograd")  # IFIRNN.conv_impl: what a user asks f
 # What the layers run: XLA's convolutions; every 3x3 conv as Winograd; or Winograd for the
 # 3x3 convs large enough to pay. The last two also run thin 5x5 convs (RGB in or out) as
 # space-to-depth (`Conv`): together, the CPU formulations.
-LAYER_CONV_IMPLS = ("xla", "winograd", "winograd_large")
+LAYER_CONV_IMPLS = ("xla", "winograd", "winograd_if_large")
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_TILES = 16
 WINOGRAD_TILE = 4  # output tile side of F(4x4, 3x3)
@@ -66,7 +66,7 @@ def check_layer_conv_impl(impl: str) -> None:
     raise ValueError(f"a layer's conv impl must be one of {LAYER_CONV_IMPLS}, got {impl!r}")
 
 
-def uses_cpu_formulations(layer_impl: str) -> bool:
+def runs_cpu_formulations(layer_impl: str) -> bool:
   """Whether layers with `layer_impl` run the CPU formulations (Winograd, thin 5x5 convs
   as space-to-depth)."""
   check_layer_conv_impl(layer_impl)
@@ -76,10 +76,10 @@ def uses_cpu_formulations(layer_impl: str) -> bool:
 def winograd_applies(layer_impl: str, batch: int, height: int, width: int,
                      in_channels: int, out_channels: int) -> bool:
   """Whether a 3x3, padding-1 conv2d on [batch, height, width, in_channels] runs as
-  Winograd: always with 'winograd'; with 'winograd_large' when both channel counts are
+  Winograd: always with 'winograd'; with 'winograd_if_large' when both channel counts are
   >= 16 and there are >= 16 output tiles of 4x4 (smaller ones run as fast as XLA's own
   convolution, which compiles several times faster)."""
-  if not uses_cpu_formulations(layer_impl):
+  if not runs_cpu_formulations(layer_impl):
     return False
   if layer_impl == "winograd":
     return True
@@ -226,7 +226,7 @@ def conv2d(x: Array, kernel: Array, bias: Array, padding: int, impl: str = "xla"
   """Stride-1 cross-correlation, symmetric zero padding. x [N, H, W, C], kernel [k, k, C, O].
 
   impl: 'xla' (`lax.conv_general_dilated`), 'winograd' (`winograd_conv3x3` for 3x3 kernels
-  with padding 1, 'xla' otherwise) or 'winograd_large': 'winograd' when C and O >= 16 and
+  with padding 1, 'xla' otherwise) or 'winograd_if_large': 'winograd' when C and O >= 16 and
   there are >= 16 4x4 output tiles, else 'xla' (`winograd_applies`).
   """
   kernel = kernel.astype(x.dtype)
@@ -306,7 +306,7 @@ class Conv(nn.Module):
 
   stride 2 is supported for k = 5 (the spec's only strided conv); input H, W even.
   impl: convolution algorithm, one of LAYER_CONV_IMPLS (see `conv2d`); parameters are the
-  same. With the CPU formulations ('winograd', 'winograd_large'), a stride-1 5x5 conv with at
+  same. With the CPU formulations ('winograd', 'winograd_if_large'), a stride-1 5x5 conv with at
   most 4 input or output channels (F_B's RGB input layer, F_L's RGB output layer) on even
   H, W runs as space_to_depth, a 3x3 XLA conv (4x the channels in and out) and
   depth_to_space: XLA:CPU's direct 5x5 conv on 3 channels is several times slower
@@ -327,7 +327,7 @@ class Conv(nn.Module):
     if self.stride == 1:
       thin = k == 5 and min(x.shape[-1], self.features) <= _THIN_CHANNELS
       even = x.shape[1] % 2 == 0 and x.shape[2] % 2 == 0
-      if thin and even and uses_cpu_formulations(self.impl):
+      if thin and even and runs_cpu_formulations(self.impl):
         with jax.named_scope(SPACE_TO_DEPTH_SCOPE):
           return depth_to_space(conv2d(space_to_depth(x),
                                        same5x5_as_space_to_depth_kernel(kernel),

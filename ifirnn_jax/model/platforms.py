@@ -27,7 +27,7 @@ def conv_impls(conv_impl: str, compute_dtype: Any) -> tuple[str, str]:
     raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}")
   if conv_impl != "auto":
     return conv_impl, conv_impl
-  cpu = "winograd_large" if jnp.dtype(compute_dtype) == jnp.float32 else "xla"
+  cpu = "winograd_if_large" if jnp.dtype(compute_dtype) == jnp.float32 else "xla"
   return cpu, "xla"
 
 
