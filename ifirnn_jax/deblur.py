@@ -25,6 +25,7 @@ Exit status: 0 done, 2 bad input (message `error: ...` on stderr), 130 interrupt
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import sys
 import warnings
@@ -32,6 +33,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from data_pipeline.commandline import console, termination
@@ -53,11 +56,30 @@ DEFAULT_TILE_OVERLAP = 32
 
 
 # ----------------------------------------------------------------------------- compute
+class NonFiniteOutput(ValueError):
+  """The model's output of frame `frame` (1-based) holds NaN or infinity."""
+
+  def __init__(self, frame: int):
+    super().__init__(f"the model's output is not finite at frame {frame}")
+    self.frame = frame
+
+
+@jax.jit
+def _to_uint8_on_device(out: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(the frame as metrics.to_uint8_host gives it, whether all of `out` is finite)."""
+  return metrics.quantize(out).astype(jnp.uint8), jnp.isfinite(out).all()
+
+
 def deblur_frames(model: IFIRNN, params: Any, frames: Iterable[np.ndarray], *,
                   iterations: int | None = None,
                   grid: tiling.TileGrid | None = None,
-                  adaptive: bool = False) -> Iterator[np.ndarray]:
-  """Streams frames through the recurrence.
+                  adaptive: bool = False,
+                  as_uint8: bool = False) -> Iterator[np.ndarray]:
+  """Streams frames through the recurrence, one frame ahead.
+
+  Frame t+1's step is dispatched before output t is read back, so the device computes
+  while the caller encodes output t: at most two frames (and their outputs) are alive
+  at a time, whatever the video's length.
 
   Args:
     model, params: the network and its parameters.
@@ -67,12 +89,32 @@ def deblur_frames(model: IFIRNN, params: Any, frames: Iterable[np.ndarray], *,
       None deblurs whole frames.
     adaptive: keep a gated model's gate (greedy: stop iterating a frame, or a tile,
       once p(continue) <= 0.5), so easy frames take fewer iterations.
+    as_uint8: yield 8-bit frames, clipped and rounded exactly as
+      `metrics.to_uint8_host` (on the device for whole frames, so a quarter of the
+      bytes come back and the host does no per-pixel work); an output that is not
+      finite raises NonFiniteOutput.
 
   Yields:
     L_t, float32 [H, W, 3], not clipped (equal to `model.deblur` of the whole clip
-    when not tiled).
+    when not tiled), or uint8 [H, W, 3] with `as_uint8`; in the order of the frames.
   """
-  state = weights = None
+  state = weights = pending = None
+  produced = 0
+
+  def read_back(out: Any) -> np.ndarray:  # the one transfer per frame
+    nonlocal produced
+    produced += 1
+    if grid is None and as_uint8:
+      frame, finite = jax.device_get(out)
+    else:
+      frame = np.asarray(out) if grid is None else tiling.merge(np.asarray(out), grid, weights)
+      if not as_uint8:
+        return frame
+      frame, finite = metrics.to_uint8_host(frame), np.isfinite(frame).all()
+    if not finite:
+      raise NonFiniteOutput(produced)
+    return frame
+
   for frame in frames:
     # uint8 frames go to the model as they are: 4x less to send, no range to check.
     x = np.asarray(frame)
@@ -81,35 +123,50 @@ def deblur_frames(model: IFIRNN, params: Any, frames: Iterable[np.ndarray], *,
       if state is None:
         state = model.initial_state(*x.shape[:2])
       out, state = model.step(params, x, state, iterations=iterations, adaptive=adaptive)
-      yield np.asarray(out)
+      if as_uint8:
+        out = _to_uint8_on_device(out)
     else:
       if state is None:
         weights = tiling.blend_weights(grid)
         state = model.initial_state(grid.tile_height, grid.tile_width, batch=grid.num_tiles)
       out, state = model.step(params, tiling.split(x, grid), state, iterations=iterations,
                               adaptive=adaptive)
-      yield tiling.merge(np.asarray(out), grid, weights)
+    if pending is not None:
+      yield read_back(pending)
+    pending = out
+  if pending is not None:
+    yield read_back(pending)
 
 
-class LatestFrame:
-  """Iterates `frames`, keeping a reference to the frame it yielded last, and no other.
+class RecentFrames:
+  """Iterates `frames`, keeping the last two it yielded (by position), and no others.
 
-  `deblur_frames` draws one frame per output, so after output t `latest` is input t:
-  the input is at hand for --compare without buffering the stream (itertools.tee
-  would hold up to 57 frames, its link size, alive).
+  `deblur_frames` runs one frame ahead, so when output t arrives input t+1 may already
+  have been drawn: input t is still here for --compare, without buffering the stream
+  (itertools.tee would hold up to 57 frames, its link size, alive).
   """
 
   def __init__(self, frames: Iterable[np.ndarray]):
-    self._frames = iter(frames)
-    self.latest: np.ndarray | None = None
+    self._frames = enumerate(frames)
+    self._recent: collections.deque[tuple[int, np.ndarray]] = collections.deque(maxlen=2)
 
-  def __iter__(self) -> LatestFrame:
+  def __iter__(self) -> RecentFrames:
     return self
 
   def __next__(self) -> np.ndarray:
-    self.latest = None  # released before the next frame is read
-    self.latest = next(self._frames)
-    return self.latest
+    if len(self._recent) == self._recent.maxlen:
+      self._recent.popleft()  # released before the next frame is read
+    position, frame = next(self._frames)
+    self._recent.append((position, frame))
+    return frame
+
+  def frame(self, position: int) -> np.ndarray:
+    """Input `position` (0-based), if it is one of the last two drawn."""
+    for held, frame in self._recent:
+      if held == position:
+        return frame
+    raise LookupError(f"frame {position} is no longer held (held: "
+                      f"{[held for held, _ in self._recent]})")
 
 
 def choose_grid(height: int, width: int, tile_size: int | None,
@@ -213,22 +270,21 @@ def run(args: argparse.Namespace) -> None:
   try:
     with source, FrameSink(args.output, fps=source.fps or DEFAULT_FPS, overwrite=args.overwrite,
                            audio_from=args.input if audio else None) as sink:
-      frames = LatestFrame(itertools.islice(source, args.max_frames))
+      frames = RecentFrames(itertools.islice(source, args.max_frames))
       outputs = deblur_frames(model, params, frames, iterations=iterations, grid=grid,
-                              adaptive=args.adaptive)
-      for done, out in enumerate(outputs, start=1):
-        if not np.isfinite(out).all():
-          raise ValueError(
-              f"{args.input}: the model's output is not finite at frame {done}: its hidden "
-              f"state diverged (a model trained on short clips can be unstable on long "
-              f"videos); nothing was written to {args.output}")
-        frame = metrics.to_uint8_host(out)
+                              adaptive=args.adaptive, as_uint8=True)
+      for done, frame in enumerate(outputs, start=1):
         if args.compare:
-          frame = np.concatenate([captions.label_in_place(frames.latest, "input"),
+          frame = np.concatenate([captions.label_in_place(frames.frame(done - 1), "input"),
                                   captions.label_in_place(frame, f"{model.name} N={iterations}")],
                                  axis=1)
         sink.write(frame)
         progress.update(done)
+  except NonFiniteOutput as e:
+    raise ValueError(
+        f"{args.input}: the model's output is not finite at frame {e.frame}: its hidden "
+        f"state diverged (a model trained on short clips can be unstable on long "
+        f"videos); nothing was written to {args.output}") from None
   finally:
     progress.finish()
   if audio and not sink.audio_copied:

@@ -1,10 +1,13 @@
-"""Tile grid, blend weights, split/merge; tiled deblurring agrees with whole frames."""
+"""Tile grid, blend weights, split/merge; tiled deblurring agrees with whole frames;
+the command's 8-bit frames equal the host rounding of the float frames."""
 
+import jax
 import numpy as np
 import pytest
 
 import ifirnn_jax as ifr
-from ifirnn_jax.evaluation import tiling
+from ifirnn_jax import deblur
+from ifirnn_jax.evaluation import metrics, tiling
 from ifirnn_jax.deblur import deblur_frames
 from tiny_models import tiny_params
 
@@ -92,3 +95,24 @@ def test_tiled_deblur_agrees_with_whole_frames():
   assert np.abs(whole - video).mean() > 0.01  # the network does change the frames
   # Measured: mean 4e-6, max 1e-4; butting tiles without overlap give max 0.035.
   assert diff.mean() < 1e-4 and diff.max() < 2e-3, (diff.mean(), diff.max())
+
+
+def test_uint8_frames_equal_the_host_rounding_of_the_float_frames():
+  """as_uint8 (rounded on the device for whole frames, on the host after merging tiles)
+  gives exactly metrics.to_uint8_host of the float outputs; a non-finite output raises
+  NonFiniteOutput naming its frame."""
+  model = ifr.IFIRNN(cells=1, iterations=2, n1=4, n2=6, n3=8, nh=4, num_resblocks=1)
+  params = tiny_params(model)
+  rng = np.random.default_rng(1)
+  video = (rng.random((5, 40, 56, 3)) * 255).astype(np.uint8)
+  for grid in (None, tiling.make_grid(40, 56, tile_size=32, overlap=8)):
+    floats = list(deblur_frames(model, params, video, grid=grid))
+    frames = list(deblur_frames(model, params, video, grid=grid, as_uint8=True))
+    assert len(frames) == len(video) and all(f.dtype == np.uint8 for f in frames)
+    expected = [metrics.to_uint8_host(f) for f in floats]
+    assert any(np.any((f < 0) | (f > 1)) for f in floats)  # the clipping is exercised
+    for got, want in zip(frames, expected):
+      np.testing.assert_array_equal(got, want)
+  broken = jax.tree.map(lambda p: p * np.float32(np.inf), params)
+  with pytest.raises(deblur.NonFiniteOutput, match="at frame 1$"):
+    list(deblur_frames(model, broken, video, as_uint8=True))

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "C1H1 at widths 4,6,8,4,1 unless told otherwise; commands: the train "
                  "command's steps/s against its bare jitted step at --config, and the deblur "
                  "command's frames/s against the bare model (default C1H1 at the demo's "
-                 "widths, 960x540, 30 frames)")
+                 "widths, 960x540, 120 frames)")
   p.add_argument("--config", help="commands: the train config, configs/<x>.py[:arg] "
                  "(default configs/demo.py)")
   p.add_argument("--override", action="append", default=[],
